@@ -1,0 +1,115 @@
+"""A model alias resolves to a ModelConfig: timm architecture, preprocessing, protected tokens, schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError, InputError
+from .schedule import SCHEDULE_FIELDS
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+FIELDS = (
+    "alias", "description", "timm_name", "input_size", "mean", "std", "crop_pct",
+    "protected", "model_kwargs", "hub_weights", "schedule", "variants",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    alias: str
+    timm_name: str
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.875
+    protected: int | str = "auto"
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    hub_weights: bool | str = True
+    schedule: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = ""
+
+    def variant(self, name: str) -> "ModelConfig":
+        if name not in self.variants:
+            raise ConfigError(f"{self.alias} has no variant {name!r}; variants: {sorted(self.variants) or 'none'}")
+        spec = dict(self.variants[name])
+        schedule = {**self.schedule, **spec.pop("schedule", {})}
+        return replace(self, alias=f"{self.alias}.{name}", schedule=schedule, variants={},
+                       description=spec.pop("description", self.description), **spec)
+
+    def with_schedule(self, schedule: Mapping[str, Any]) -> "ModelConfig":
+        return replace(self, schedule=dict(schedule))
+
+
+def _triple(name: str, value: Any, where: str) -> tuple[float, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+        raise ConfigError(f"{where}: field '{name}' must be a list of 3 numbers; got {value!r}")
+    return tuple(float(v) for v in value)  # type: ignore[return-value]
+
+
+def config_from_mapping(data: Mapping[str, Any], where: str) -> ModelConfig:
+    """Validate a parsed YAML mapping; every error names the file and the field."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {list(FIELDS)}")
+    for required in ("alias", "timm_name"):
+        if not isinstance(data.get(required), str) or not data.get(required):
+            raise ConfigError(f"{where}: field '{required}' is required and must be a string")
+    kwargs: dict[str, Any] = {"alias": data["alias"], "timm_name": data["timm_name"], "source": where}
+    if "input_size" in data:
+        if not isinstance(data["input_size"], int) or isinstance(data["input_size"], bool) or data["input_size"] < 16:
+            raise ConfigError(f"{where}: field 'input_size' must be an integer >= 16; got {data['input_size']!r}")
+        kwargs["input_size"] = data["input_size"]
+    for name in ("mean", "std"):
+        if name in data:
+            kwargs[name] = _triple(name, data[name], where)
+    if "crop_pct" in data:
+        if not isinstance(data["crop_pct"], (int, float)) or not 0 < data["crop_pct"] <= 1:
+            raise ConfigError(f"{where}: field 'crop_pct' must be in (0, 1]; got {data['crop_pct']!r}")
+        kwargs["crop_pct"] = float(data["crop_pct"])
+    if "protected" in data:
+        p = data["protected"]
+        if p != "auto" and (not isinstance(p, int) or isinstance(p, bool) or p < 0):
+            raise ConfigError(f"{where}: field 'protected' must be 'auto' or an integer >= 0; got {p!r}")
+        kwargs["protected"] = p
+    for name in ("model_kwargs", "schedule", "variants"):
+        if name in data:
+            if not isinstance(data[name], Mapping):
+                raise ConfigError(f"{where}: field '{name}' must be a mapping")
+            kwargs[name] = dict(data[name])
+    if "schedule" in kwargs:
+        bad = sorted(set(kwargs["schedule"]) - set(SCHEDULE_FIELDS))
+        if bad:
+            raise ConfigError(f"{where}: field 'schedule.{bad[0]}' is not a schedule field; allowed: {list(SCHEDULE_FIELDS)}")
+    for vname, vspec in kwargs.get("variants", {}).items():
+        if not isinstance(vspec, Mapping):
+            raise ConfigError(f"{where}: field 'variants.{vname}' must be a mapping")
+        bad = sorted(set(vspec) - {"description", "schedule", "input_size", "model_kwargs"})
+        if bad:
+            raise ConfigError(f"{where}: field 'variants.{vname}.{bad[0]}' is not allowed in a variant")
+    if "hub_weights" in data:
+        kwargs["hub_weights"] = data["hub_weights"]
+    if "description" in data:
+        kwargs["description"] = str(data["description"])
+    return ModelConfig(**kwargs)
+
+
+def load_config_file(path: Path) -> ModelConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return config_from_mapping(data, str(path))

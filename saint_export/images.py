@@ -1,0 +1,149 @@
+"""Test and calibration inputs: generated images with real redundancy, scikit-image photos,
+user images; and the eval preprocessing of a ModelConfig.
+
+Gaussian noise prunes nothing, so nothing here generates it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+def synthetic_image(index: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """uint8 [size, size, 3] with real redundancy; the pattern cycles through four kinds:
+    flat colour blocks, a repeated tile, a smooth gradient with a flat sky, and a flat
+    background with a few objects."""
+    rng = np.random.default_rng(seed * 1000 + index)
+    kind = index % 4
+    img = np.zeros((size, size, 3), dtype=np.float64)
+    if kind == 0:  # a few large flat rectangles
+        img[:] = rng.uniform(0, 255, 3)
+        for _ in range(4):
+            y, x = rng.integers(0, size, 2)
+            h, w = rng.integers(size // 6, size // 2, 2)
+            img[y:y + h, x:x + w] = rng.uniform(0, 255, 3)
+    elif kind == 1:  # one random tile repeated
+        t = int(rng.choice([16, 32, 56]))
+        tile = rng.uniform(0, 255, (t, t, 3))
+        reps = math.ceil(size / t)
+        img = np.tile(tile, (reps, reps, 1))[:size, :size]
+    elif kind == 2:  # flat sky above a horizontal gradient
+        horizon = int(rng.integers(size // 3, 2 * size // 3))
+        img[:horizon] = rng.uniform(0, 255, 3)
+        ramp = np.linspace(0, 1, size)[None, :, None]
+        img[horizon:] = ramp * rng.uniform(0, 255, 3) + (1 - ramp) * rng.uniform(0, 255, 3)
+    else:  # flat background, small textured objects
+        img[:] = rng.uniform(0, 255, 3)
+        for _ in range(3):
+            y, x = rng.integers(0, size - size // 5, 2)
+            s = size // 5
+            img[y:y + s, x:x + s] = rng.uniform(0, 255, (s, s, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def synthetic_images(n: int, size: int = 224, seed: int = 0) -> list[np.ndarray]:
+    return [synthetic_image(i, size, seed) for i in range(n)]
+
+
+def photos(names: tuple[str, ...] = PHOTO_NAMES[:3]) -> list[np.ndarray]:
+    """RGB photos that scikit-image ships (no network)."""
+    import skimage.data
+
+    out = []
+    for name in names:
+        img = getattr(skimage.data, name)()
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        out.append(np.ascontiguousarray(img[..., :3]).astype(np.uint8))
+    return out
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise InputError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"cannot read image {path}: {type(exc).__name__}") from None
+
+
+def image_files(directory: str | Path) -> list[Path]:
+    d = Path(directory)
+    if not d.is_dir():
+        raise InputError(f"image directory {d} does not exist or is not a directory")
+    files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {d}")
+    return files
+
+
+def preprocess(images: list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
+    """uint8 HxWx3 images -> float32 [B, 3, S, S]: resize the short side to S / crop_pct
+    (bicubic, antialiased), centre-crop S, normalise with the config's mean/std."""
+    size = cfg.input_size
+    scale_to = int(math.floor(size / cfg.crop_pct))
+    mean = torch.tensor(cfg.mean).view(3, 1, 1)
+    std = torch.tensor(cfg.std).view(3, 1, 1)
+    batch = []
+    for img in images:
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise InputError(f"expected an RGB image HxWx3; got shape {img.shape}")
+        t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div(255.0)
+        h, w = t.shape[1:]
+        ratio = scale_to / min(h, w)
+        nh, nw = max(size, round(h * ratio)), max(size, round(w * ratio))
+        t = F.interpolate(t[None], size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0]
+        top, left = (nh - size) // 2, (nw - size) // 2
+        t = t[:, top:top + size, left:left + size].clamp(0, 1)
+        batch.append((t - mean) / std)
+    return torch.stack(batch)
+
+
+def gather_inputs(
+    cfg: ModelConfig,
+    images: tuple[str, ...] = (),
+    image_dir: str | None = None,
+    synthetic: int = 0,
+    use_photos: bool = False,
+    batch: int | None = None,
+) -> tuple[torch.Tensor, list[str]]:
+    """Collect inputs from every source asked for; default = photos + synthetic images.
+
+    Returns (pixels [B, 3, S, S], names). With ``batch``, the list is cycled or cut to that size.
+    """
+    arrays: list[np.ndarray] = []
+    names: list[str] = []
+    for p in images:
+        arrays.append(load_image(p))
+        names.append(str(p))
+    if image_dir:
+        for p in image_files(image_dir):
+            arrays.append(load_image(p))
+            names.append(str(p))
+    if use_photos:
+        arrays += photos()
+        names += [f"skimage:{n}" for n in PHOTO_NAMES[:3]]
+    if synthetic:
+        arrays += synthetic_images(synthetic, cfg.input_size)
+        names += [f"synthetic:{i}" for i in range(synthetic)]
+    if not arrays:
+        arrays = photos() + synthetic_images(5, cfg.input_size)
+        names = [f"skimage:{n}" for n in PHOTO_NAMES[:3]] + [f"synthetic:{i}" for i in range(5)]
+    if batch:
+        idx = [i % len(arrays) for i in range(batch)]
+        arrays, names = [arrays[i] for i in idx], [names[i] for i in idx]
+    return preprocess(arrays, cfg), names

@@ -1,0 +1,47 @@
+"""SAINT's drop rule as one torch custom op, ``saint::token_drop``.
+
+The op is opaque to tracers: ``torch.export`` and the dynamo ONNX exporter see
+one node whose output token count is a fresh symbolic size, so the exported
+graph keeps the count data-dependent. Its eager kernel is :func:`saint_export.rule.saint_drop`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .rule import saint_drop
+
+NAMESPACE = "saint"
+OP_NAME = "token_drop"
+QUALNAME = f"{NAMESPACE}::{OP_NAME}"
+
+
+@torch.library.custom_op(QUALNAME, mutates_args=())
+def token_drop(
+    tokens: torch.Tensor,
+    metric: torch.Tensor,
+    threshold: float,
+    k: int,
+    gamma: float,
+    protected: int,
+    fixed_r: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens [B, N, C], metric [B, N, D] -> (tokens [B, M, C], kept_index [B, M] int64), M = N - r."""
+    out, kept, r = saint_drop(tokens, metric, threshold, k, gamma, protected, fixed_r)
+    # custom ops may not return a view of an input
+    return (out.clone() if r == 0 else out), kept
+
+
+@token_drop.register_fake
+def _token_drop_fake(tokens, metric, threshold, k, gamma, protected, fixed_r):
+    batch, n, c = tokens.shape
+    ctx = torch.library.get_ctx()
+    m = ctx.new_dynamic_size()
+    torch._check(m <= n)
+    torch._check(m >= protected)
+    return tokens.new_empty((batch, m, c)), tokens.new_empty((batch, m), dtype=torch.int64)
+
+
+def op_token_drop(tokens, metric, threshold, k, gamma, protected, fixed_r):
+    """Call the registered op through the dispatcher (what traced graphs record)."""
+    return torch.ops.saint.token_drop(tokens, metric, float(threshold), int(k), float(gamma), int(protected), int(fixed_r))

@@ -1,0 +1,53 @@
+"""PNG charts (matplotlib, Agg backend, written atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .io import write_with
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_tokens(path: str | Path, title: str, dense: list[int], pruned: list[int], force: bool = False) -> Path:
+    """Tokens entering each block's MLP, dense vs SAINT."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    blocks = list(range(len(dense)))
+    ax.step(blocks, dense, where="mid", label="dense", color="gray")
+    ax.step(blocks, pruned, where="mid", label="SAINT", color="tab:red")
+    ax.set_xlabel("block")
+    ax.set_ylabel("tokens after the block")
+    ax.set_title(title)
+    ax.set_ylim(0, max(dense) * 1.05)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), force)
+    plt.close(fig)
+    return out
+
+
+def plot_throughput(path: str | Path, title: str, batches: list[int], series: dict[str, list[float]], force: bool = False) -> Path:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in series.items():
+        ax.plot(batches, values, marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images / s")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), force)
+    plt.close(fig)
+    return out

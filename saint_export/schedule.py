@@ -1,0 +1,147 @@
+"""Per-layer pruning schedule: which blocks run the rule, and with which parameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+DEFAULT_THRESHOLD = 0.75
+DEFAULT_K = 5
+DEFAULT_GAMMA = 10.0
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """Parameters of the drop rule at one block."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    k: int = DEFAULT_K
+    gamma: float = DEFAULT_GAMMA
+    fixed_r: int = -1
+
+    def validate(self, where: str = "") -> "LayerRule":
+        at = f" ({where})" if where else ""
+        if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool) or not -1.0 <= float(self.threshold) <= 1.0:
+            raise ConfigError(f"threshold must be a number in [-1, 1]{at}; got {self.threshold!r}")
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ConfigError(f"k must be an integer >= 1{at}; got {self.k!r}")
+        if not isinstance(self.gamma, (int, float)) or isinstance(self.gamma, bool) or not math.isfinite(self.gamma):
+            raise ConfigError(f"gamma must be a finite number{at}; got {self.gamma!r}")
+        if not isinstance(self.fixed_r, int) or isinstance(self.fixed_r, bool) or self.fixed_r < -1:
+            raise ConfigError(f"fixed_r must be an integer >= -1 (-1 = vote){at}; got {self.fixed_r!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Block index -> LayerRule. Blocks not listed run unpruned."""
+
+    rules: tuple[tuple[int, LayerRule], ...]
+
+    @property
+    def layers(self) -> list[int]:
+        return [i for i, _ in self.rules]
+
+    def as_dict(self) -> dict[int, LayerRule]:
+        return dict(self.rules)
+
+    def is_fixed(self) -> bool:
+        """True when every pruning layer drops a fixed count (output does not depend on batch mates)."""
+        return all(rule.fixed_r >= 0 for _, rule in self.rules)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"layer": i, **asdict(rule)} for i, rule in self.rules]
+
+    @classmethod
+    def from_rules(cls, rules: Mapping[int, LayerRule]) -> "Schedule":
+        return cls(tuple(sorted((int(i), r.validate(f"layer {i}")) for i, r in rules.items())))
+
+
+SCHEDULE_FIELDS = ("layers", "threshold", "k", "gamma", "fixed_r")
+
+
+def parse_layers(spec: Any, depth: int) -> list[int]:
+    """``first_half`` | ``all`` | ``none`` | ``"0-5"`` | ``"0,2,4"`` | list of ints -> sorted block indices."""
+    if spec is None or spec == "first_half":
+        return list(range(depth // 2))
+    if spec == "all":
+        return list(range(depth))
+    if spec == "none" or spec == []:
+        return []
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = [spec]
+    if isinstance(spec, str):
+        out: list[int] = []
+        for part in spec.split(","):
+            part = part.strip()
+            try:
+                if "-" in part:
+                    lo, hi = part.split("-", 1)
+                    out.extend(range(int(lo), int(hi) + 1))
+                else:
+                    out.append(int(part))
+            except ValueError:
+                raise ConfigError(f"layers: cannot read {spec!r}; use first_half, all, none, '0-5' or '0,2,4'") from None
+        spec = out
+    if not isinstance(spec, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in spec):
+        raise ConfigError(f"layers: expected first_half, all, none, a range string or a list of integers; got {spec!r}")
+    bad = [i for i in spec if not 0 <= i < depth]
+    if bad:
+        raise ConfigError(f"layers: {bad} outside the model's blocks 0..{depth - 1}")
+    if len(set(spec)) != len(spec):
+        raise ConfigError(f"layers: duplicate entries in {list(spec)}")
+    return sorted(spec)
+
+
+def _per_layer(name: str, value: Any, n: int) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ConfigError(f"{name}: per-layer list has {len(value)} entries for {n} pruning layers")
+        return list(value)
+    return [value] * n
+
+
+def build_schedule(spec: Mapping[str, Any] | None, depth: int) -> Schedule:
+    """Build a Schedule from a config's ``schedule:`` mapping (every field optional).
+
+    Each of threshold, k, gamma and fixed_r is a scalar or a list with one entry
+    per pruning layer.
+    """
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - set(SCHEDULE_FIELDS))
+    if unknown:
+        raise ConfigError(f"schedule: unknown field(s) {unknown}; allowed: {list(SCHEDULE_FIELDS)}")
+    layers = parse_layers(spec.get("layers"), depth)
+    n = len(layers)
+    cols = {
+        "threshold": _per_layer("threshold", spec.get("threshold", DEFAULT_THRESHOLD), n),
+        "k": _per_layer("k", spec.get("k", DEFAULT_K), n),
+        "gamma": _per_layer("gamma", spec.get("gamma", DEFAULT_GAMMA), n),
+        "fixed_r": _per_layer("fixed_r", spec.get("fixed_r", -1), n),
+    }
+    rules = {}
+    for j, layer in enumerate(layers):
+        gamma = cols["gamma"][j]
+        rules[layer] = LayerRule(
+            threshold=cols["threshold"][j],
+            k=cols["k"][j],
+            gamma=float(gamma) if isinstance(gamma, int) and not isinstance(gamma, bool) else gamma,
+            fixed_r=cols["fixed_r"][j],
+        )
+    return Schedule.from_rules(rules)
+
+
+def merge_overrides(spec: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``spec`` with the non-None entries of ``overrides`` replacing its fields."""
+    merged = dict(spec or {})
+    merged.update({key: value for key, value in overrides.items() if value is not None})
+    return merged
+
+
+def describe(schedule: Schedule) -> Iterable[str]:
+    for i, rule in schedule.rules:
+        how = f"fixed r={rule.fixed_r}" if rule.fixed_r >= 0 else f"vote K={rule.k}"
+        yield f"block {i}: tau={rule.threshold:g} {how} gamma={rule.gamma:g}"
