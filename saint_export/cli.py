@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import EXIT_CODES, SaintExportError
+from .errors import EXIT_CODES, ConfigError, SaintExportError
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items()) + "\n  8  internal error (a bug; SAINT_EXPORT_DEBUG=1 shows the traceback)"
 INTERNAL_ERROR = 8
@@ -144,6 +144,245 @@ def inspect_cmd(images, image_dir, synthetic, photos, plot, json_path, force, **
     if json_path:
         write_json(json_path, report.to_json(), force)
         click.echo(f"report: {json_path}")
+
+
+class Progress:
+    """Timestamped progress lines on stderr for the long stages."""
+
+    def __init__(self, quiet: bool = False):
+        import time
+
+        self._t0 = time.perf_counter()
+        self._time = time.perf_counter
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(f"[{self._time() - self._t0:7.1f}s] {message}", err=True)
+
+
+def input_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--images", "image_dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder of your images (default: scikit-image photos + generated images with redundancy)."),
+        click.option("--batch", type=int, default=8, show_default=True, help="Validation batch size."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def tolerance_option(fn: Callable) -> Callable:
+    return click.option("--tol", "tol", multiple=True, metavar="NAME=ATOL[:RTOL]",
+                        help="Per-output tolerance, e.g. logits=1e-3:1e-3 (default logits=1e-4:1e-4; kept_index exact).")(fn)
+
+
+def _validate_and_report(onnx_path, built, image_dir, batch, tol, device, json_path, force, progress) -> bool:
+    from .images import gather_inputs
+    from .io import write_json
+    from .validate import parse_tolerances, validate_onnx
+
+    if batch < 1:
+        raise ConfigError(f"--batch must be >= 1; got {batch}")
+    pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
+    progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
+    report = validate_onnx(onnx_path, built, pixels, names, parse_tolerances(tol), device)
+    click.echo(report.table())
+    if json_path:
+        write_json(json_path, report.to_json(), force)
+        click.echo(f"report: {json_path}")
+    return report.passed
+
+
+def _export(opts, out, onnx_path, trt_onnx, opset, force, progress):
+    from .export.pipeline import onnx_models_from_torch
+
+    built = build_from_options(opts)
+    alias = built.config.alias.replace("/", "_")
+    out = Path(out or Path("out") / alias)
+    portable = Path(onnx_path) if onnx_path else out / f"{alias}.onnx"
+    tensorrt = Path(trt_onnx) if trt_onnx else portable.with_name(portable.name.removesuffix(".onnx") + ".trt.onnx")
+    result = onnx_models_from_torch(built, portable, tensorrt, opset=opset, force=force, progress=progress)
+    click.echo(f"portable ONNX (onnxruntime, any runtime): {result.portable}")
+    click.echo(f"TensorRT-lowered ONNX (needs libsaint_plugins.so): {result.tensorrt}")
+    click.echo(f"{result.drop_nodes} SaintTokenDrop node(s); schedule: " + ", ".join(
+        f"block {i} tau={r.threshold:g} K={r.k}" + (f" fixed_r={r.fixed_r}" if r.fixed_r >= 0 else "") for i, r in built.schedule.rules))
+    return built, result, out
+
+
+def export_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder [default: out/MODEL]."),
+        click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
+                     help="Path of the portable ONNX model [default: OUT/MODEL.onnx]."),
+        click.option("--trt-onnx", type=click.Path(dir_okay=False), default=None,
+                     help="Path of the TensorRT-lowered ONNX model [default: beside --onnx, .trt.onnx]."),
+        click.option("--opset", type=click.IntRange(18, 23), default=18, show_default=True, help="Default-domain opset."),
+        click.option("--force", is_flag=True, help="Replace existing outputs."),
+        click.option("--quiet", is_flag=True, help="No progress lines."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command("run", hidden=True)
+@model_options
+@export_options
+@input_options
+@tolerance_option
+@click.option("--engine", type=click.Path(dir_okay=False), default=None, help="Also build a TensorRT engine (needs TensorRT and a GPU).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime device for validation.")
+@reports_errors
+def run_cmd(out, onnx_path, trt_onnx, opset, force, quiet, image_dir, batch, tol, engine, device, **opts) -> None:
+    """Export MODEL to ONNX (portable + TensorRT-lowered) and validate against PyTorch.
+
+    Writes OUT/MODEL.onnx, OUT/MODEL.trt.onnx and OUT/validation.json; exits 1 when
+    validation fails, 0 when it passes.
+    """
+    from .io import check_writable
+
+    progress = Progress(quiet)
+    if engine:
+        check_writable(engine, force)
+    report_path = Path(out or Path("out") / resolve_alias(opts["model"])) / "validation.json"
+    check_writable(report_path, force)
+    built, result, out = _export(opts, out, onnx_path, trt_onnx, opset, force, progress)
+    passed = _validate_and_report(result.portable, built, image_dir, batch, tol, device, report_path, force, progress)
+    if engine:
+        from .engine import require_tensorrt
+
+        require_tensorrt()
+    sys.exit(0 if passed else 1)
+
+
+def resolve_alias(model: str) -> str:
+    from .registry import resolve
+
+    return resolve(model).alias.replace("/", "_")
+
+
+@main.command("export")
+@model_options
+@export_options
+@reports_errors
+def export_cmd(out, onnx_path, trt_onnx, opset, force, quiet, **opts) -> None:
+    """Export MODEL to a portable ONNX model and a TensorRT-lowered one (no validation)."""
+    _export(opts, out, onnx_path, trt_onnx, opset, force, Progress(quiet))
+
+
+@main.command("validate")
+@click.argument("onnx_file", type=click.Path(dir_okay=False))
+@click.option("--model", default=None, help="Model alias [default: read from the ONNX metadata].")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Weights, when exported from a checkpoint.")
+@click.option("--weights", type=click.Choice(["random", "pretrained"]), default=None, help="Override the weights in the metadata.")
+@input_options
+@tolerance_option
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
+@click.option("--force", is_flag=True, help="Replace an existing report.")
+@reports_errors
+def validate_cmd(onnx_file, model, checkpoint, weights, image_dir, batch, tol, device, json_path, force) -> None:
+    """Run a portable ONNX model in onnxruntime and compare with PyTorch: logits, tokens kept
+    per layer, kept_index, top-1. Exit 0 on PASS, 1 on FAIL."""
+    from .errors import InputError
+    from .export.rebuild import built_from_onnx
+    from .io import check_writable
+
+    if not Path(onnx_file).is_file():
+        raise InputError(f"ONNX model {onnx_file} does not exist")
+    if json_path:
+        check_writable(json_path, force)
+    built = built_from_onnx(Path(onnx_file), model, checkpoint, weights)
+    passed = _validate_and_report(Path(onnx_file), built, image_dir, batch, tol, device, json_path, force, Progress())
+    sys.exit(0 if passed else 1)
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch: expected a comma-separated list of integers; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"--batch: sizes must be >= 1; got {text!r}")
+    return values
+
+
+@main.command("bench")
+@model_options
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["ort", "torch", "trt"]), default=("ort", "torch"),
+              show_default=True, help="Backends to time (repeatable).")
+@click.option("--batch", "batch_text", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--iters", type=int, default=10, show_default=True, help="Timed iterations per point (at least).")
+@click.option("--warmup", type=int, default=2, show_default=True)
+@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Minimum timed seconds per point.")
+@click.option("--images", "image_dir", type=click.Path(file_okay=False), default=None, help="Folder of your images.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for bench.json and bench.png [default: out/MODEL].")
+@click.option("--force", is_flag=True)
+@reports_errors
+def bench_cmd(backends, batch_text, iters, warmup, min_seconds, image_dir, device, out, force, **opts) -> None:
+    """Dense vs SAINT throughput (images/s, latency percentiles) with the FLOP ratio beside it.
+
+    onnxruntime models are exported to a temporary folder first. Inputs are redundant
+    images (photos + generated), cycled to each batch size.
+    """
+    import tempfile
+
+    from . import bench
+    from .images import gather_inputs
+    from .io import check_writable, write_json
+    from .plots import plot_throughput
+
+    batches = _batches(batch_text)
+    if "trt" in backends:
+        from .engine import require_tensorrt
+
+        require_tensorrt()
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            from .errors import MissingDependencyError
+
+            raise MissingDependencyError("--device cuda: no CUDA GPU is visible to PyTorch")
+    out_dir = Path(out or Path("out") / resolve_alias(opts["model"]))
+    json_path, png_path = out_dir / "bench.json", out_dir / "bench.png"
+    check_writable(json_path, force)
+    check_writable(png_path, force)
+    progress = Progress()
+    built = build_from_options(opts)
+    rows, ratios, tokens = [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="saint-bench.") as tmp:
+        sessions = None
+        if "ort" in backends:
+            from .export.pipeline import onnx_models_from_torch
+
+            progress("exporting dense and SAINT ONNX models")
+            onnx_models_from_torch(built, Path(tmp) / "dense.onnx", None, pruned=False)
+            onnx_models_from_torch(built, Path(tmp) / "saint.onnx", None, pruned=True)
+            sessions = (bench.ort_session(Path(tmp) / "dense.onnx", device), bench.ort_session(Path(tmp) / "saint.onnx", device))
+        for b in batches:
+            pixels, _ = gather_inputs(built.config, image_dir=image_dir, batch=b)
+            ratios[b], tokens[b] = bench.flop_ratio(built, pixels)
+            if sessions:
+                progress(f"onnxruntime, batch {b}")
+                rows += bench.bench_ort(*sessions, pixels, warmup, iters, min_seconds)
+            if "torch" in backends:
+                progress(f"PyTorch eager, batch {b}")
+                px = pixels.cuda() if device == "cuda" else pixels
+                if device == "cuda":
+                    built.model.cuda()
+                rows += bench.bench_torch(built, px, warmup, iters, min_seconds)
+                built.model.cpu()
+    summary = bench.summarize(rows, ratios)
+    click.echo(bench.summary_table(summary, rows))
+    write_json(json_path, bench.report_json(built.config.alias, rows, summary, {"tokens_after_each_block": tokens,
+                                                                                  "schedule": built.schedule.to_json()}), force)
+    series = {f"{s} {v}": [next(r.images_per_s for r in rows if r.backend == s and r.variant == v and r.batch == b) for b in batches]
+              for s in dict.fromkeys(r.backend for r in rows) for v in ("dense", "saint")}
+    plot_throughput(png_path, f"{built.config.alias}: dense vs SAINT", batches, series, force)
+    click.echo(f"report: {json_path}\nplot: {png_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,8 @@ graph keeps the count data-dependent. Its eager kernel is :func:`saint_export.ru
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .rule import saint_drop
@@ -42,6 +44,23 @@ def _token_drop_fake(tokens, metric, threshold, k, gamma, protected, fixed_r):
     return tokens.new_empty((batch, m, c)), tokens.new_empty((batch, m), dtype=torch.int64)
 
 
+_RECORDERS: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+
+
 def op_token_drop(tokens, metric, threshold, k, gamma, protected, fixed_r):
     """Call the registered op through the dispatcher (what traced graphs record)."""
-    return torch.ops.saint.token_drop(tokens, metric, float(threshold), int(k), float(gamma), int(protected), int(fixed_r))
+    out, kept = torch.ops.saint.token_drop(tokens, metric, float(threshold), int(k), float(gamma), int(protected), int(fixed_r))
+    for rec in _RECORDERS:  # empty unless inside ``recording()`` (never while tracing)
+        rec.append((out, kept))
+    return out, kept
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect (tokens_out, kept_index) of every eager drop in call order, for validation."""
+    rec: list[tuple[torch.Tensor, torch.Tensor]] = []
+    _RECORDERS.append(rec)
+    try:
+        yield rec
+    finally:
+        _RECORDERS.remove(rec)

@@ -1,0 +1,147 @@
+"""Graph passes over onnx-ir models. Each declares what it requires and ensures, returns
+whether it changed the graph, and fails with a message that names the pass.
+
+Lowerings (one traced graph, two artifacts):
+
+* :class:`LowerPortable`  — attach SaintTokenDrop's model-local function; any runtime runs it.
+* :class:`LowerTensorRT`  — plugin nodes for TensorRT's ONNX parser, no function body
+  (TensorRT would inline a same-named function instead of using the plugin).
+
+Clean-ups: :class:`InferShapes`, :class:`FoldConstants`, :class:`CheckLowered`.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+from onnx_ir.passes import InPlacePass, PassResult, PostconditionError, PreconditionError
+
+from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, VERSION, register_schema
+
+PLUGIN_ATTRS = ("plugin_version", "plugin_namespace")
+
+
+def drop_nodes(model: ir.Model) -> list[ir.Node]:
+    return [n for n in model.graph if n.domain == DOMAIN and n.op_type == OP_TYPE]
+
+
+def _function_key() -> tuple[str, str, str]:
+    return (DOMAIN, OP_TYPE, "")
+
+
+def _check_drop_nodes(pass_name: str, model: ir.Model) -> None:
+    for node in drop_nodes(model):
+        missing = [a.name for a in ATTRIBUTES if a.name not in node.attributes]
+        if missing:
+            raise PreconditionError(f"{pass_name}: node {node.name} lacks attribute(s) {missing}")
+        if len(node.inputs) != 2 or len(node.outputs) != 2:
+            raise PreconditionError(f"{pass_name}: node {node.name} must have 2 inputs and 2 outputs")
+
+
+class LowerPortable(InPlacePass):
+    """Requires: SaintTokenDrop nodes with every attribute, no plugin attributes, opset >= 18.
+    Ensures: one model-local function ``saint.SaintTokenDrop`` that every such node resolves to."""
+
+    def requires(self, model: ir.Model) -> None:
+        _check_drop_nodes("LowerPortable", model)
+        if model.opset_imports.get("", 0) < 18:
+            raise PreconditionError("LowerPortable: the default opset must be >= 18")
+        lowered = [n.name for n in drop_nodes(model) if any(a in n.attributes for a in PLUGIN_ATTRS)]
+        if lowered:
+            raise PreconditionError(f"LowerPortable: node(s) {lowered[:3]} are already lowered for TensorRT")
+
+    def call(self, model: ir.Model) -> PassResult:
+        from .function import function_proto
+
+        if not drop_nodes(model) or _function_key() in model.functions:
+            return PassResult(model, modified=False)
+        fn = ir.serde.deserialize_function(function_proto(model.opset_imports[""]))
+        model.functions[_function_key()] = fn
+        model.opset_imports[DOMAIN] = VERSION
+        return PassResult(model, modified=True)
+
+    def ensures(self, model: ir.Model) -> None:
+        if drop_nodes(model) and _function_key() not in model.functions:
+            raise PostconditionError("LowerPortable: SaintTokenDrop has no function body")
+
+
+class LowerTensorRT(InPlacePass):
+    """Requires: SaintTokenDrop nodes with every attribute.
+    Ensures: each carries ``plugin_version``/``plugin_namespace``; no SaintTokenDrop function
+    is attached (TensorRT's parser would inline it); nothing else changes."""
+
+    def requires(self, model: ir.Model) -> None:
+        _check_drop_nodes("LowerTensorRT", model)
+
+    def call(self, model: ir.Model) -> PassResult:
+        modified = False
+        if _function_key() in model.functions:
+            del model.functions[_function_key()]
+            modified = True
+        for node in drop_nodes(model):
+            for name, value in (("plugin_version", PLUGIN_VERSION), ("plugin_namespace", PLUGIN_NAMESPACE)):
+                if node.attributes.get(name) is None or node.attributes[name].value != value:
+                    node.attributes[name] = ir.AttrString(name, value)
+                    modified = True
+        return PassResult(model, modified=modified)
+
+    def ensures(self, model: ir.Model) -> None:
+        if _function_key() in model.functions:
+            raise PostconditionError("LowerTensorRT: a SaintTokenDrop function body is still attached")
+        bad = [n.name for n in drop_nodes(model) if any(a not in n.attributes for a in PLUGIN_ATTRS)]
+        if bad:
+            raise PostconditionError(f"LowerTensorRT: node(s) {bad[:3]} lack plugin attributes")
+
+
+class CheckLowered(InPlacePass):
+    """Requires nothing. Ensures every node is a standard op, a model-local function call, or a
+    TensorRT plugin node; fails naming the first unlowered op otherwise. Never modifies."""
+
+    def call(self, model: ir.Model) -> PassResult:
+        return PassResult(model, modified=False)
+
+    def ensures(self, model: ir.Model) -> None:
+        functions = {(d, n) for d, n, _ in model.functions}
+        for node in model.graph.all_nodes():
+            if node.domain in ("", "ai.onnx", "ai.onnx.ml") or (node.domain, node.op_type) in functions:
+                continue
+            if all(a in node.attributes for a in PLUGIN_ATTRS):
+                continue
+            raise PostconditionError(f"CheckLowered: op {node.domain}.{node.op_type} (node {node.name}) is not lowered; "
+                                     "run LowerPortable or LowerTensorRT first")
+
+
+class InferShapes(InPlacePass):
+    """Requires: the SaintTokenDrop schema is registered (done here).
+    Ensures: onnx shape inference ran; symbolic token dims from the exporter are kept."""
+
+    def call(self, model: ir.Model) -> PassResult:
+        register_schema()
+        from onnx_ir.passes.common import ShapeInferencePass
+
+        return ShapeInferencePass()(model)
+
+
+class FoldConstants(InPlacePass):
+    """Requires nothing. Ensures constant subgraphs are folded into initializers and
+    unused nodes are removed (onnxscript's folder); SaintTokenDrop is never folded."""
+
+    def call(self, model: ir.Model) -> PassResult:
+        import onnxscript.optimizer
+        from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+        before = model.graph.num_nodes()
+        onnxscript.optimizer.fold_constants(model)
+        RemoveUnusedNodesPass()(model)
+        return PassResult(model, modified=model.graph.num_nodes() != before)
+
+
+def cleanup() -> list[InPlacePass]:
+    return [FoldConstants(), InferShapes()]
+
+
+def portable_pipeline() -> ir.passes.Sequential:
+    return ir.passes.Sequential(*cleanup(), LowerPortable(), CheckLowered())
+
+
+def tensorrt_pipeline() -> ir.passes.Sequential:
+    return ir.passes.Sequential(*cleanup(), LowerTensorRT(), CheckLowered())

@@ -1,0 +1,91 @@
+"""The main command (export + validate), export, validate and bench, through click's runner."""
+
+import json
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from saint_export.cli import main
+
+TINY_YAML = """\
+alias: tiny2
+description: 2-block ViT-Ti for tests
+timm_name: vit_tiny_patch16_224
+model_kwargs: {depth: 2}
+mean: [0.5, 0.5, 0.5]
+std: [0.5, 0.5, 0.5]
+schedule: {layers: all, threshold: 0.75}
+"""
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny2.yaml").write_text(TINY_YAML)
+
+    def invoke(*args):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_main_command_exports_both_and_validates(run, tmp_path):
+    res = run("tiny2.yaml", "--out", "o", "--batch", "4", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.output and "kept_index_block1" in res.output
+    report = json.loads((tmp_path / "o/validation.json").read_text())
+    assert report["passed"] and report["tokens_torch"] == report["tokens_onnx"]
+    assert (tmp_path / "o/tiny2.onnx").is_file() and (tmp_path / "o/tiny2.trt.onnx").is_file()
+    before = (tmp_path / "o/tiny2.onnx").read_bytes()
+    res = run("tiny2.yaml", "--out", "o", "--quiet")
+    assert res.exit_code == 6 and "already exists" in res.output
+    assert (tmp_path / "o/tiny2.onnx").read_bytes() == before
+
+    res = run("validate", "o/tiny2.onnx", "--batch", "3", "--json", "v.json")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "v.json").read_text())["batch"] == 3
+    res = run("validate", "o/tiny2.onnx", "--tol", "logits=0:0", "--batch", "2")
+    assert res.exit_code == 1 and "FAIL" in res.output  # zero tolerance: float noise must fail, every row still printed
+    assert "kept_index_block0" in res.output
+
+
+def test_export_only_with_overrides(run, tmp_path):
+    res = run("export", "tiny2.yaml", "--onnx", "m/a.onnx", "--fixed-r", "10", "--quiet")
+    assert res.exit_code == 0, res.output
+    model = onnx.load(str(tmp_path / "m/a.onnx"))
+    fixed = [a.i for n in model.graph.node if n.domain == "saint" for a in n.attribute if a.name == "fixed_r"]
+    assert fixed == [10, 10]
+    assert (tmp_path / "m/a.trt.onnx").is_file()
+
+
+def test_engine_without_tensorrt_writes_onnx_then_stops_clearly(run, tmp_path):
+    res = run("tiny2.yaml", "--out", "e", "--batch", "2", "--engine", "e/m.plan", "--quiet")
+    assert res.exit_code == 5, res.output
+    assert "TensorRT is not installed" in res.output.strip().splitlines()[-1]
+    assert (tmp_path / "e/tiny2.onnx").is_file() and not (tmp_path / "e/m.plan").exists()
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (("validate", "missing.onnx"), 4, "does not exist"),
+    (("validate", "garbage.onnx"), 4, "cannot read ONNX"),
+    (("tiny2.yaml", "--opset", "17"), 2, "17"),
+    (("nonexistent_model",), 3, "unknown model"),
+    (("tiny2.yaml", "--threshold", "2"), 3, "threshold"),
+    (("bench", "tiny2.yaml", "--batch", "0"), 3, "--batch"),
+])
+def test_cli_errors(run, tmp_path, args, code, needle):
+    (tmp_path / "garbage.onnx").write_bytes(b"\x01\x02 not a protobuf at all")
+    res = run(*args)
+    assert res.exit_code == code, res.output
+    assert needle in res.output and "Traceback" not in res.output
+
+
+def test_bench_torch_and_ort(run, tmp_path):
+    res = run("bench", "tiny2.yaml", "--batch", "1,2", "--iters", "1", "--warmup", "0", "--min-seconds", "0", "--out", "b")
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "b/bench.json").read_text())
+    assert {(s["backend"], s["batch"]) for s in data["summary"]} == {("ort", 1), ("ort", 2), ("torch", 1), ("torch", 2)}
+    assert all(s["flop_ratio"] >= 1.0 and s["dense_img_s"] > 0 for s in data["summary"])
+    assert "machine" in data and (tmp_path / "b/bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert "SAINT on onnxruntime vs SAINT in PyTorch eager" in res.output
