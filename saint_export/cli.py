@@ -194,7 +194,7 @@ def _validate_and_report(onnx_path, built, image_dir, batch, tol, device, json_p
     return report.passed
 
 
-def _export(opts, out, onnx_path, trt_onnx, opset, force, progress):
+def _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress):
     from .export.pipeline import onnx_models_from_torch
 
     built = build_from_options(opts)
@@ -202,7 +202,7 @@ def _export(opts, out, onnx_path, trt_onnx, opset, force, progress):
     out = Path(out or Path("out") / alias)
     portable = Path(onnx_path) if onnx_path else out / f"{alias}.onnx"
     tensorrt = Path(trt_onnx) if trt_onnx else portable.with_name(portable.name.removesuffix(".onnx") + ".trt.onnx")
-    result = onnx_models_from_torch(built, portable, tensorrt, opset=opset, force=force, progress=progress)
+    result = onnx_models_from_torch(built, portable, tensorrt, opset=opset, fp16=fp16, force=force, progress=progress)
     click.echo(f"portable ONNX (onnxruntime, any runtime): {result.portable}")
     click.echo(f"TensorRT-lowered ONNX (needs libsaint_plugins.so): {result.tensorrt}")
     click.echo(f"{result.drop_nodes} SaintTokenDrop node(s); schedule: " + ", ".join(
@@ -218,6 +218,7 @@ def export_options(fn: Callable) -> Callable:
         click.option("--trt-onnx", type=click.Path(dir_okay=False), default=None,
                      help="Path of the TensorRT-lowered ONNX model [default: beside --onnx, .trt.onnx]."),
         click.option("--opset", type=click.IntRange(18, 23), default=18, show_default=True, help="Default-domain opset."),
+        click.option("--fp16", is_flag=True, help="Float16 weights and activations (float32 inputs/outputs; SAINT similarity stays float32)."),
         click.option("--force", is_flag=True, help="Replace existing outputs."),
         click.option("--quiet", is_flag=True, help="No progress lines."),
     ]
@@ -234,7 +235,7 @@ def export_options(fn: Callable) -> Callable:
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="Also build a TensorRT engine (needs TensorRT and a GPU).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime device for validation.")
 @reports_errors
-def run_cmd(out, onnx_path, trt_onnx, opset, force, quiet, image_dir, batch, tol, engine, device, **opts) -> None:
+def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, engine, device, **opts) -> None:
     """Export MODEL to ONNX (portable + TensorRT-lowered) and validate against PyTorch.
 
     Writes OUT/MODEL.onnx, OUT/MODEL.trt.onnx and OUT/validation.json; exits 1 when
@@ -247,7 +248,7 @@ def run_cmd(out, onnx_path, trt_onnx, opset, force, quiet, image_dir, batch, tol
         check_writable(engine, force)
     report_path = Path(out or Path("out") / resolve_alias(opts["model"])) / "validation.json"
     check_writable(report_path, force)
-    built, result, out = _export(opts, out, onnx_path, trt_onnx, opset, force, progress)
+    built, result, out = _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress)
     passed = _validate_and_report(result.portable, built, image_dir, batch, tol, device, report_path, force, progress)
     if engine:
         from .engine import require_tensorrt
@@ -266,9 +267,9 @@ def resolve_alias(model: str) -> str:
 @model_options
 @export_options
 @reports_errors
-def export_cmd(out, onnx_path, trt_onnx, opset, force, quiet, **opts) -> None:
+def export_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, **opts) -> None:
     """Export MODEL to a portable ONNX model and a TensorRT-lowered one (no validation)."""
-    _export(opts, out, onnx_path, trt_onnx, opset, force, Progress(quiet))
+    _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, Progress(quiet))
 
 
 @main.command("validate")

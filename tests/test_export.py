@@ -173,3 +173,24 @@ def test_atomic_and_no_clobber(tmp_path, monkeypatch):
         onnx_models_from_torch(built, target, tmp_path / "m.trt.onnx", force=True)
     assert target.read_bytes() == b"users good model"  # nothing replaced, nothing half-written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_fp16_conversion_keeps_float32_interface(tmp_path):
+    built = build_model(TINY, overrides={"layers": "0-1"})
+    result = onnx_models_from_torch(built, tmp_path / "h.onnx", tmp_path / "h.trt.onnx", fp16=True)
+    model = onnx.load(str(result.portable))
+    assert {i.data_type for i in model.graph.initializer if i.data_type in (1, 10)} == {onnx.TensorProto.FLOAT16}
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    fn = model.functions[0]
+    assert any(n.op_type == "Cast" and n.input[0] == "metric" for n in fn.node)  # similarity in float32
+    pixels = inputs(TINY)
+    report = validate_onnx(result.portable, built, pixels, [""] * len(pixels))
+    assert report.tokens_onnx and all(o.got_shape for o in report.outputs)
+    assert report.outputs[0].atol == 1e-2  # fp16 tolerances apply
+    assert max(report.outputs[0].max_abs for _ in [0]) < 1.0
+    with pytest.raises(StageError, match="ConvertFloat16: the model already holds float16 weights"):
+        from saint_export.export.fp16 import ConvertFloat16
+        from saint_export.export.pipeline import run_passes
+
+        run_passes(ConvertFloat16(), ir.load(str(result.portable)))

@@ -77,6 +77,7 @@ def onnx_models_from_torch(
     batch: int = 2,
     opset: int = 18,
     pruned: bool = True,
+    fp16: bool = False,
     force: bool = False,
     progress: Callable[[str], None] = lambda s: None,
 ) -> ExportResult:
@@ -94,6 +95,12 @@ def onnx_models_from_torch(
     drops = len(passes.drop_nodes(model))
     progress("clean-up passes: constant folding, shape inference")
     run_passes(ir.passes.Sequential(*passes.cleanup()), model)
+    if fp16:
+        from .fp16 import ConvertFloat16
+
+        progress("converting to float16 (SaintTokenDrop similarity stays float32)")
+        run_passes(ConvertFloat16(), model)
+    model.metadata_props[META_PREFIX + "precision"] = "fp16" if fp16 else "fp32"
     stagings: list[Path] = []
     staged: list[tuple[Path, Path]] = []  # (staged file, final file)
     try:
