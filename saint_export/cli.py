@@ -233,9 +233,15 @@ def export_options(fn: Callable) -> Callable:
 @input_options
 @tolerance_option
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="Also build a TensorRT engine (needs TensorRT and a GPU).")
+@click.option("--engine-batch", default="1,8,32", show_default=True, help="Engine optimization profile: min,opt,max batch.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="Engine precision (the plugin's similarity math stays fp32).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="TensorRT timing cache, reused across builds.")
+@click.option("--version-compatible", is_flag=True, help="Build a version-compatible engine.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="onnxruntime device for validation.")
 @reports_errors
-def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, engine, device, **opts) -> None:
+def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, engine, engine_batch, precision,
+            timing_cache, version_compatible, device, **opts) -> None:
     """Export MODEL to ONNX (portable + TensorRT-lowered) and validate against PyTorch.
 
     Writes OUT/MODEL.onnx, OUT/MODEL.trt.onnx and OUT/validation.json; exits 1 when
@@ -251,9 +257,16 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
     built, result, out = _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress)
     passed = _validate_and_report(result.portable, built, image_dir, batch, tol, device, report_path, force, progress)
     if engine:
-        from .engine import require_tensorrt
+        from .engine import EngineOptions, engine_from_onnx, require_tensorrt
+        from .export.pipeline import metadata_of
 
         require_tensorrt()
+        lo, opt, hi = (_batches(engine_batch) + [0, 0, 0])[:3]
+        options = EngineOptions(batch=(lo, opt, hi), precision=precision, version_compatible=version_compatible,
+                                timing_cache=Path(timing_cache) if timing_cache else None)
+        progress(f"building the TensorRT engine {engine}")
+        plan = engine_from_onnx(result.tensorrt, Path(engine), options, force, metadata_of(result.tensorrt))
+        click.echo(f"engine: {plan} (sidecar {plan}.json)")
     sys.exit(0 if passed else 1)
 
 

@@ -89,3 +89,22 @@ def test_bench_torch_and_ort(run, tmp_path):
     assert all(s["flop_ratio"] >= 1.0 and s["dense_img_s"] > 0 for s in data["summary"])
     assert "machine" in data and (tmp_path / "b/bench.png").read_bytes()[:4] == b"\x89PNG"
     assert "SAINT on onnxruntime vs SAINT in PyTorch eager" in res.output
+
+
+def test_engine_sidecar_and_options_without_tensorrt():
+    from pathlib import Path
+
+    from saint_export.engine import EngineOptions, sidecar, sidecar_path
+    from saint_export.errors import InputError
+
+    schedule = [{"layer": 0, "threshold": 0.75, "k": 5, "gamma": 10.0, "fixed_r": 16}]
+    data = sidecar(EngineOptions(batch=(1, 4, 8), precision="fp16"), [{"name": "pixels", "shape": [-1, 3, 224, 224]}],
+                   Path("libsaint_plugins.so"), "10.3.0", {"model": "vit_b16", "schedule": json.dumps(schedule)})
+    assert data["model"] == "vit_b16" and data["precision"] == "fp16" and data["tensorrt_version"] == "10.3.0"
+    assert data["batch_independent"] is True and data["plugin"]["namespace"] == "saint"
+    assert data["build_options"]["batch"] == (1, 4, 8)
+    assert sidecar_path(Path("out/m.plan")) == Path("out/m.plan.json")
+    with pytest.raises(InputError, match="min <= opt <= max"):
+        EngineOptions(batch=(8, 4, 1)).validate()
+    with pytest.raises(InputError, match="precision"):
+        EngineOptions(precision="int8").validate()

@@ -38,6 +38,8 @@ INPUTS = (("tokens", "T", "[B, N, C] hidden states after the attention residual"
           ("metric", "T", "[B, N, D] attention keys averaged over heads"))
 OUTPUTS = (("tokens_out", "T", "[B, N - r, C]: protected, kept a-side in score order, all b-side"),
            ("kept_index", "tensor(int64)", "[B, N - r]: input position of each output token"))
+# TensorRT-lowered nodes carry the plugin's size tensor as an optional third output
+SIZE_OUTPUT = ("kept_count", "tensor(int64)", "scalar N - r (TensorRT size tensor)")
 
 
 def _attr_type(kind: str):
@@ -49,9 +51,12 @@ def schema() -> defs.OpSchema:
         OP_TYPE, DOMAIN, VERSION,
         doc="SAINT similarity-aware token drop; the output token count is data-dependent.",
         inputs=[defs.OpSchema.FormalParameter(n, t, d) for n, t, d in INPUTS],
-        outputs=[defs.OpSchema.FormalParameter(n, t, d) for n, t, d in OUTPUTS],
+        outputs=[defs.OpSchema.FormalParameter(n, t, d) for n, t, d in OUTPUTS]
+        + [defs.OpSchema.FormalParameter(*SIZE_OUTPUT, param_option=defs.OpSchema.FormalParameterOption.Optional)],
         type_constraints=[("T", FLOAT_TYPES, "float tensors; similarity math is always float32")],
-        attributes=[defs.OpSchema.Attribute(a.name, _attr_type(a.kind), a.doc) for a in ATTRIBUTES],
+        attributes=[defs.OpSchema.Attribute(a.name, _attr_type(a.kind), a.doc) for a in ATTRIBUTES]
+        + [defs.OpSchema.Attribute(name, defs.OpSchema.AttrType.STRING, "TensorRT plugin lookup (TensorRT-lowered nodes)", required=False)
+           for name in ("plugin_version", "plugin_namespace")],
     )
 
 

@@ -13,7 +13,7 @@ Clean-ups: :class:`InferShapes`, :class:`FoldConstants`, :class:`CheckLowered`.
 from __future__ import annotations
 
 import onnx_ir as ir
-from onnx_ir.passes import InPlacePass, PassResult, PostconditionError, PreconditionError
+from onnx_ir.passes import InPlacePass, PassError, PassResult, PostconditionError, PreconditionError
 
 from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, VERSION, register_schema
 
@@ -28,13 +28,20 @@ def _function_key() -> tuple[str, str, str]:
     return (DOMAIN, OP_TYPE, "")
 
 
-def _check_drop_nodes(pass_name: str, model: ir.Model) -> None:
+def _check_drop_nodes_any_arity(pass_name: str, model: ir.Model) -> None:
     for node in drop_nodes(model):
         missing = [a.name for a in ATTRIBUTES if a.name not in node.attributes]
         if missing:
             raise PreconditionError(f"{pass_name}: node {node.name} lacks attribute(s) {missing}")
-        if len(node.inputs) != 2 or len(node.outputs) != 2:
-            raise PreconditionError(f"{pass_name}: node {node.name} must have 2 inputs and 2 outputs")
+        if len(node.inputs) != 2 or len(node.outputs) not in (2, 3):
+            raise PreconditionError(f"{pass_name}: node {node.name} must have 2 inputs and 2 (or 3) outputs")
+
+
+def _check_drop_nodes(pass_name: str, model: ir.Model) -> None:
+    _check_drop_nodes_any_arity(pass_name, model)
+    three = [n.name for n in drop_nodes(model) if len(n.outputs) != 2]
+    if three:
+        raise PreconditionError(f"{pass_name}: node(s) {three[:3]} have the TensorRT size output; lower the traced model instead")
 
 
 class LowerPortable(InPlacePass):
@@ -42,12 +49,12 @@ class LowerPortable(InPlacePass):
     Ensures: one model-local function ``saint.SaintTokenDrop`` that every such node resolves to."""
 
     def requires(self, model: ir.Model) -> None:
-        _check_drop_nodes("LowerPortable", model)
-        if model.opset_imports.get("", 0) < 18:
-            raise PreconditionError("LowerPortable: the default opset must be >= 18")
         lowered = [n.name for n in drop_nodes(model) if any(a in n.attributes for a in PLUGIN_ATTRS)]
         if lowered:
             raise PreconditionError(f"LowerPortable: node(s) {lowered[:3]} are already lowered for TensorRT")
+        _check_drop_nodes("LowerPortable", model)
+        if model.opset_imports.get("", 0) < 18:
+            raise PreconditionError("LowerPortable: the default opset must be >= 18")
 
     def call(self, model: ir.Model) -> PassResult:
         from .function import function_proto
@@ -66,11 +73,13 @@ class LowerPortable(InPlacePass):
 
 class LowerTensorRT(InPlacePass):
     """Requires: SaintTokenDrop nodes with every attribute.
-    Ensures: each carries ``plugin_version``/``plugin_namespace``; no SaintTokenDrop function
-    is attached (TensorRT's parser would inline it); nothing else changes."""
+    Ensures: each carries ``plugin_version``/``plugin_namespace`` and a third output, the int64
+    scalar ``kept_count_block{i}`` (the plugin's size tensor: TensorRT's ONNX parser needs one
+    node output per plugin output); no SaintTokenDrop function is attached (TensorRT's parser
+    would inline it instead of using the plugin). Nothing else changes."""
 
     def requires(self, model: ir.Model) -> None:
-        _check_drop_nodes("LowerTensorRT", model)
+        _check_drop_nodes_any_arity("LowerTensorRT", model)
 
     def call(self, model: ir.Model) -> PassResult:
         modified = False
@@ -78,6 +87,9 @@ class LowerTensorRT(InPlacePass):
             del model.functions[_function_key()]
             modified = True
         for node in drop_nodes(model):
+            if len(node.outputs) == 2:
+                node = with_outputs(model.graph, node, 3)
+                modified = True
             for name, value in (("plugin_version", PLUGIN_VERSION), ("plugin_namespace", PLUGIN_NAMESPACE)):
                 if node.attributes.get(name) is None or node.attributes[name].value != value:
                     node.attributes[name] = ir.AttrString(name, value)
@@ -87,9 +99,37 @@ class LowerTensorRT(InPlacePass):
     def ensures(self, model: ir.Model) -> None:
         if _function_key() in model.functions:
             raise PostconditionError("LowerTensorRT: a SaintTokenDrop function body is still attached")
-        bad = [n.name for n in drop_nodes(model) if any(a not in n.attributes for a in PLUGIN_ATTRS)]
+        bad = [n.name for n in drop_nodes(model) if any(a not in n.attributes for a in PLUGIN_ATTRS) or len(n.outputs) != 3]
         if bad:
-            raise PostconditionError(f"LowerTensorRT: node(s) {bad[:3]} lack plugin attributes")
+            raise PostconditionError(f"LowerTensorRT: node(s) {bad[:3]} lack plugin attributes or the size output")
+
+
+def with_outputs(graph: ir.Graph, node: ir.Node, count: int) -> ir.Node:
+    """Replace a SaintTokenDrop node by the same node with ``count`` (2 or 3) outputs; a third
+    output is the int64 scalar ``kept_count_<block>``; a dropped third output must be unused."""
+    new = ir.Node(node.domain, node.op_type, list(node.inputs), attributes=list(node.attributes.values()),
+                  num_outputs=count, name=node.name)
+    for old_out, new_out in zip(node.outputs, new.outputs):
+        new_out.type, new_out.shape = old_out.type, old_out.shape
+    if count == 3 and len(node.outputs) == 2:
+        tag = node.name.removeprefix("saint_drop_") if node.name else f"node{id(node)}"
+        new.outputs[2].name = f"kept_count_{tag}"
+        new.outputs[2].type = ir.TensorType(ir.DataType.INT64)
+        new.outputs[2].shape = ir.Shape([])
+    graph.insert_after(node, new)
+    for i, old_out in enumerate(node.outputs):
+        if i >= count:
+            if old_out.uses() or old_out.is_graph_output():
+                raise PassError(f"output {old_out.name} of {node.name} is in use; cannot drop it")
+            continue
+        name = old_out.name
+        old_out.replace_all_uses_with(new.outputs[i])
+        if old_out.is_graph_output():
+            graph.outputs[graph.outputs.index(old_out)] = new.outputs[i]
+        old_out.name = None
+        new.outputs[i].name = name
+    graph.remove(node, safe=True)
+    return new
 
 
 class CheckLowered(InPlacePass):

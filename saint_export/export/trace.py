@@ -83,6 +83,10 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
     if pruned and len(drops) != len(built.schedule.rules):
         raise StageError("trace", f"expected {len(built.schedule.rules)} SaintTokenDrop nodes, found {len(drops)}")
     for node, layer in zip(drops, built.schedule.layers):
+        if len(node.outputs) != 2:  # onnxscript creates the schema's optional size output too
+            from .passes import with_outputs
+
+            node = with_outputs(ir_model.graph, node, 2)
         node.name = f"saint_drop_block{layer}"
         node.outputs[0].name = f"tokens_block{layer}"
         node.outputs[1].name = f"kept_index_block{layer}"

@@ -1,0 +1,358 @@
+/*
+ * SaintTokenDrop kernels. Launch shapes:
+ *   normalizeKernel   one warp per unprotected token           (B * (N - P) warps)
+ *   rowStatsKernel    one warp per a-row, b-rows of the sample   grid (ceil(Na / 8), B), 256 threads
+ *                     staged through shared memory in tiles
+ *   orderKernel       one block per sample: device-side r, stable rank sort, kept_index, M
+ *   gatherKernel      one block per (output row, sample); 16-byte vector copies when aligned
+ * Similarity, counts and scores are float32 for every input dtype.
+ */
+#include "saintTokenDropKernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace saint
+{
+namespace
+{
+
+constexpr int32_t kWarp = 32;
+constexpr int32_t kRowsPerBlock = 8;   // a-rows (warps) per rowStats block
+constexpr int32_t kTileB = 32;         // b-rows per shared-memory tile
+constexpr int32_t kMaxDim = 256;
+constexpr int32_t kOrderThreads = 512;
+constexpr float kEps = 1e-12f;
+
+template <typename T>
+__device__ __forceinline__ float toFloat(T v);
+template <>
+__device__ __forceinline__ float toFloat<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float toFloat<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float toFloat<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+__device__ __forceinline__ float warpSum(float v)
+{
+    for (int32_t o = kWarp / 2; o > 0; o /= 2)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+struct Workspace
+{
+    float* normed;   // [B, N - P, D]
+    int32_t* cnt;    // [B, Na]
+    float* score;    // [B, Na]
+    int32_t* votes;  // [1] rows with cnt >= K over the whole batch
+    int32_t* r;      // [1]
+};
+
+size_t alignUp(size_t x) { return (x + 255) & ~size_t(255); }
+
+Workspace carve(void* base, int32_t batch, int32_t tokens, int32_t dim)
+{
+    char* p = static_cast<char*>(base);
+    size_t const rows = static_cast<size_t>(batch) * tokens;
+    Workspace w{};
+    w.normed = reinterpret_cast<float*>(p);
+    p += alignUp(rows * dim * sizeof(float));
+    w.cnt = reinterpret_cast<int32_t*>(p);
+    p += alignUp(rows * sizeof(int32_t));
+    w.score = reinterpret_cast<float*>(p);
+    p += alignUp(rows * sizeof(float));
+    w.votes = reinterpret_cast<int32_t*>(p);
+    w.r = w.votes + 1;
+    return w;
+}
+
+//! normed[b, t, :] = metric[b, P + t, :] / max(||.||, eps), float32
+template <typename T>
+__global__ void normalizeKernel(T const* __restrict__ metric, float* __restrict__ normed, int32_t batch, int32_t tokens,
+    int32_t dim, int32_t protectedTokens)
+{
+    int32_t const free = tokens - protectedTokens;
+    int64_t const warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+    int32_t const lane = threadIdx.x % kWarp;
+    if (warp >= static_cast<int64_t>(batch) * free)
+        return;
+    int64_t const b = warp / free;
+    int64_t const t = warp % free;
+    T const* src = metric + (b * tokens + protectedTokens + t) * dim;
+    float ss = 0.f;
+    for (int32_t d = lane; d < dim; d += kWarp)
+    {
+        float const v = toFloat(src[d]);
+        ss += v * v;
+    }
+    float const norm = fmaxf(sqrtf(warpSum(ss)), kEps);
+    float* dst = normed + (b * free + t) * dim;
+    for (int32_t d = lane; d < dim; d += kWarp)
+        dst[d] = toFloat(src[d]) / norm;
+}
+
+//! Per a-row: cnt, score; batch-wide vote count (atomic).
+__global__ void rowStatsKernel(float const* __restrict__ normed, int32_t* __restrict__ cnt, float* __restrict__ score,
+    int32_t* __restrict__ votes, int32_t free, int32_t dim, float threshold, int32_t k, float gamma)
+{
+    __shared__ float tileB[kTileB][kMaxDim + 1];
+    int32_t const na = (free + 1) / 2;
+    int32_t const nb = free / 2;
+    int32_t const b = blockIdx.y;
+    int32_t const warpId = threadIdx.x / kWarp;
+    int32_t const lane = threadIdx.x % kWarp;
+    int32_t const row = blockIdx.x * kRowsPerBlock + warpId;
+    bool const active = row < na;
+    float const* base = normed + static_cast<int64_t>(b) * free * dim;
+
+    // each lane keeps its slice of the a-row in registers (dim <= kMaxDim = 8 * 32)
+    float aReg[kMaxDim / kWarp];
+#pragma unroll
+    for (int32_t i = 0; i < kMaxDim / kWarp; ++i)
+    {
+        int32_t const d = lane + i * kWarp;
+        aReg[i] = (active && d < dim) ? base[static_cast<int64_t>(2 * row) * dim + d] : 0.f;
+    }
+    int32_t count = 0;
+    float sumValid = 0.f;
+    float sumAll = 0.f;
+    for (int32_t j0 = 0; j0 < nb; j0 += kTileB)
+    {
+        int32_t const tile = min(kTileB, nb - j0);
+        __syncthreads();
+        for (int32_t idx = threadIdx.x; idx < tile * dim; idx += blockDim.x)
+        {
+            int32_t const jj = idx / dim;
+            int32_t const d = idx % dim;
+            tileB[jj][d] = base[static_cast<int64_t>(2 * (j0 + jj) + 1) * dim + d];
+        }
+        __syncthreads();
+        if (!active)
+            continue;
+        for (int32_t jj = 0; jj < tile; ++jj)
+        {
+            float partial = 0.f;
+#pragma unroll
+            for (int32_t i = 0; i < kMaxDim / kWarp; ++i)
+            {
+                int32_t const d = lane + i * kWarp;
+                if (d < dim)
+                    partial += aReg[i] * tileB[jj][d];
+            }
+            float const s = warpSum(partial);
+            sumAll += s;
+            if (s >= threshold)
+            {
+                ++count;
+                sumValid += s;
+            }
+        }
+    }
+    if (!active || lane != 0)
+        return;
+    int64_t const o = static_cast<int64_t>(b) * na + row;
+    cnt[o] = count;
+    float const cntf = static_cast<float>(count);
+    score[o] = count > 0 ? cntf * expf(gamma * (sumValid / fmaxf(cntf, 1.f) - threshold)) : sumAll / static_cast<float>(nb);
+    if (count >= k)
+        atomicAdd(votes, 1);
+}
+
+//! One block per sample: r (device-side), stable descending ranks, kept_index, M.
+__global__ void orderKernel(float const* __restrict__ score, int32_t const* __restrict__ votes, int32_t* __restrict__ rOut,
+    int64_t* __restrict__ keptIndex, int64_t* __restrict__ keptCount, int32_t batch, int32_t tokens,
+    int32_t protectedTokens, int32_t fixedR)
+{
+    extern __shared__ unsigned char smem[];
+    int32_t const free = tokens - protectedTokens;
+    int32_t const na = free > 0 ? (free + 1) / 2 : 0;
+    float* s = reinterpret_cast<float*>(smem);
+    int32_t* order = reinterpret_cast<int32_t*>(s + na);
+    int32_t const b = blockIdx.x;
+
+    int32_t r = fixedR >= 0 ? min(fixedR, na) : votes[0] / batch;
+    r = max(0, min(r, na));
+    if (free < 2)
+        r = 0;
+    int32_t const m = tokens - r;
+    if (b == 0 && threadIdx.x == 0)
+    {
+        *rOut = r;
+        *keptCount = m;
+    }
+    int64_t* kept = keptIndex + static_cast<int64_t>(b) * tokens;
+    if (r == 0)
+    {
+        for (int32_t t = threadIdx.x; t < tokens; t += blockDim.x)
+            kept[t] = t;
+        return;
+    }
+    for (int32_t i = threadIdx.x; i < na; i += blockDim.x)
+        s[i] = score[static_cast<int64_t>(b) * na + i];
+    __syncthreads();
+    // stable descending rank: larger first, ties by lower index
+    for (int32_t i = threadIdx.x; i < na; i += blockDim.x)
+    {
+        float const si = s[i];
+        int32_t rank = 0;
+        for (int32_t j = 0; j < na; ++j)
+        {
+            float const sj = s[j];
+            rank += (sj > si) || (sj == si && j < i);
+        }
+        order[rank] = i;
+    }
+    __syncthreads();
+    int32_t const keptA = na - r;
+    for (int32_t t = threadIdx.x; t < m; t += blockDim.x)
+    {
+        int64_t pos;
+        if (t < protectedTokens)
+            pos = t;
+        else if (t < protectedTokens + keptA)
+            pos = protectedTokens + 2 * static_cast<int64_t>(order[r + t - protectedTokens]);
+        else
+            pos = protectedTokens + 1 + 2 * static_cast<int64_t>(t - protectedTokens - keptA);
+        kept[t] = pos;
+    }
+}
+
+//! out[b, t, :] = tokens[b, kept[b, t], :] for t < M; one block per (t, b).
+template <typename T>
+__global__ void gatherKernel(T const* __restrict__ tokens, T* __restrict__ out, int64_t const* __restrict__ keptIndex,
+    int32_t const* __restrict__ rDev, int32_t numTokens, int32_t channels)
+{
+    int32_t const t = blockIdx.x;
+    int32_t const b = blockIdx.y;
+    int32_t const m = numTokens - *rDev;
+    if (t >= m)
+        return;
+    int64_t const src = keptIndex[static_cast<int64_t>(b) * numTokens + t];
+    T const* from = tokens + (static_cast<int64_t>(b) * numTokens + src) * channels;
+    // output rows are packed with stride C in an [B, M, C] tensor
+    T* to = out + (static_cast<int64_t>(b) * m + t) * channels;
+    size_t const bytes = static_cast<size_t>(channels) * sizeof(T);
+    if (bytes % 16 == 0 && reinterpret_cast<uintptr_t>(from) % 16 == 0 && reinterpret_cast<uintptr_t>(to) % 16 == 0)
+    {
+        int4 const* f4 = reinterpret_cast<int4 const*>(from);
+        int4* t4 = reinterpret_cast<int4*>(to);
+        for (size_t i = threadIdx.x; i < bytes / 16; i += blockDim.x)
+            t4[i] = f4[i];
+    }
+    else
+    {
+        for (int32_t c = threadIdx.x; c < channels; c += blockDim.x)
+            to[c] = from[c];
+    }
+}
+
+//! kept_index rows are written with stride N; pack them to stride M in place order-safely.
+__global__ void packKeptKernel(int64_t const* __restrict__ src, int64_t* __restrict__ dst, int32_t const* __restrict__ rDev,
+    int32_t numTokens, int32_t batch)
+{
+    int32_t const m = numTokens - *rDev;
+    int64_t const total = static_cast<int64_t>(batch) * m;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    {
+        int64_t const b = i / m;
+        int64_t const t = i % m;
+        dst[i] = src[b * numTokens + t];
+    }
+}
+
+template <typename T>
+cudaError_t launchTyped(TokenDropParams const& p, T const* tokens, T const* metric, T* tokensOut, int64_t* keptIndex,
+    int64_t* keptCount, Workspace const& w, int64_t* keptScratch, cudaStream_t stream)
+{
+    int32_t const free = p.tokens - p.protectedTokens;
+    int32_t const na = free > 0 ? (free + 1) / 2 : 0;
+    cudaError_t err = cudaMemsetAsync(w.votes, 0, 2 * sizeof(int32_t), stream);
+    if (err != cudaSuccess)
+        return err;
+    if (free >= 2)
+    {
+        int64_t const warps = static_cast<int64_t>(p.batch) * free;
+        int32_t const threads = 256;
+        int64_t const blocks = (warps * kWarp + threads - 1) / threads;
+        normalizeKernel<T><<<static_cast<uint32_t>(blocks), threads, 0, stream>>>(
+            metric, w.normed, p.batch, p.tokens, p.dim, p.protectedTokens);
+        if ((err = cudaGetLastError()) != cudaSuccess)
+            return err;
+        dim3 const grid((na + kRowsPerBlock - 1) / kRowsPerBlock, p.batch);
+        rowStatsKernel<<<grid, kRowsPerBlock * kWarp, 0, stream>>>(
+            w.normed, w.cnt, w.score, w.votes, free, p.dim, p.threshold, p.k, p.gamma);
+        if ((err = cudaGetLastError()) != cudaSuccess)
+            return err;
+    }
+    size_t const smem = static_cast<size_t>(na) * (sizeof(float) + sizeof(int32_t));
+    orderKernel<<<p.batch, kOrderThreads, smem, stream>>>(
+        w.score, w.votes, w.r, keptScratch, keptCount, p.batch, p.tokens, p.protectedTokens, p.fixedR);
+    if ((err = cudaGetLastError()) != cudaSuccess)
+        return err;
+    packKeptKernel<<<min(1024, (p.batch * p.tokens + 255) / 256), 256, 0, stream>>>(
+        keptScratch, keptIndex, w.r, p.tokens, p.batch);
+    if ((err = cudaGetLastError()) != cudaSuccess)
+        return err;
+    // gather reads the packed-stride-N scratch: index rows t < M of sample b live at b * N + t
+    gatherKernel<T><<<dim3(p.tokens, p.batch), 128, 0, stream>>>(tokens, tokensOut, keptScratch, w.r, p.tokens, p.channels);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+size_t tokenDropWorkspaceSize(int32_t batch, int32_t tokens, int32_t dim) noexcept
+{
+    size_t const rows = static_cast<size_t>(batch) * tokens;
+    return alignUp(rows * dim * sizeof(float)) + alignUp(rows * sizeof(int32_t)) + alignUp(rows * sizeof(float))
+        + alignUp(2 * sizeof(int32_t)) + alignUp(rows * sizeof(int64_t));
+}
+
+char const* tokenDropCheckParams(TokenDropParams const& p) noexcept
+{
+    if (p.batch < 1)
+        return "batch must be >= 1";
+    if (p.tokens < 1 || p.tokens > kMaxTokens)
+        return "token count N must be in [1, 8192]";
+    if (p.channels < 1)
+        return "channels C must be >= 1";
+    if (p.dim < 1 || p.dim > kMaxDim)
+        return "metric dim D must be in [1, 256]";
+    if (!(p.threshold >= -1.f && p.threshold <= 1.f))
+        return "threshold must be in [-1, 1]";
+    if (p.k < 1)
+        return "k must be >= 1";
+    if (p.protectedTokens < 0)
+        return "protected must be >= 0";
+    if (p.fixedR < -1)
+        return "fixed_r must be >= -1";
+    return nullptr;
+}
+
+cudaError_t tokenDropLaunch(TokenDropParams const& p, DType dtype, void const* tokens, void const* metric, void* tokensOut,
+    int64_t* keptIndex, int64_t* keptCount, void* workspace, size_t workspaceBytes, cudaStream_t stream) noexcept
+{
+    if (tokenDropCheckParams(p) != nullptr || workspaceBytes < tokenDropWorkspaceSize(p.batch, p.tokens, p.dim))
+        return cudaErrorInvalidValue;
+    Workspace const w = carve(workspace, p.batch, p.tokens, p.dim);
+    size_t const rows = static_cast<size_t>(p.batch) * p.tokens;
+    char* scratch = static_cast<char*>(workspace) + alignUp(rows * p.dim * sizeof(float)) + alignUp(rows * sizeof(int32_t))
+        + alignUp(rows * sizeof(float)) + alignUp(2 * sizeof(int32_t));
+    int64_t* keptScratch = reinterpret_cast<int64_t*>(scratch);
+    switch (dtype)
+    {
+    case DType::kFLOAT:
+        return launchTyped(p, static_cast<float const*>(tokens), static_cast<float const*>(metric),
+            static_cast<float*>(tokensOut), keptIndex, keptCount, w, keptScratch, stream);
+    case DType::kHALF:
+        return launchTyped(p, static_cast<__half const*>(tokens), static_cast<__half const*>(metric),
+            static_cast<__half*>(tokensOut), keptIndex, keptCount, w, keptScratch, stream);
+    case DType::kBF16:
+        return launchTyped(p, static_cast<__nv_bfloat16 const*>(tokens), static_cast<__nv_bfloat16 const*>(metric),
+            static_cast<__nv_bfloat16*>(tokensOut), keptIndex, keptCount, w, keptScratch, stream);
+    }
+    return cudaErrorInvalidValue;
+}
+
+} // namespace saint

@@ -1,0 +1,110 @@
+/*
+ * SaintTokenDrop TensorRT plugin (IPluginV3: OneCore, OneBuild, OneRuntime) and its creator.
+ *
+ * Inputs : 0 tokens [B, N, C], 1 metric [B, N, D]           (float, half or bf16; same type)
+ * Outputs: 0 tokens_out [B, M, C] (input type)
+ *          1 kept_index [B, M] int64
+ *          2 kept_count  int64 scalar: the size tensor M = N - r (upper bound N)
+ * Fields : threshold (float32), k (int32), gamma (float32), protected (int32), fixed_r (int32),
+ *          the attribute names of the ONNX node saint.SaintTokenDrop (see spec.yaml).
+ */
+#pragma once
+
+#include "saintTokenDropKernels.h"
+
+#include <NvInferRuntime.h>
+
+#include <string>
+#include <vector>
+
+namespace saint
+{
+
+constexpr char const* kPLUGIN_NAME = "SaintTokenDrop";
+constexpr char const* kPLUGIN_VERSION = "1";
+constexpr char const* kPLUGIN_NAMESPACE = "saint";
+
+//! The rule's attributes, validated once on creation.
+struct TokenDropAttrs
+{
+    float threshold{0.75f};
+    int32_t k{5};
+    float gamma{10.f};
+    int32_t protectedTokens{1};
+    int32_t fixedR{-1};
+};
+
+//! Parse and validate a field collection; on error returns false and sets ``error`` to a message
+//! naming the field.
+bool parseFields(nvinfer1::PluginFieldCollection const* fc, TokenDropAttrs& attrs, std::string& error) noexcept;
+
+class SaintTokenDropPlugin : public nvinfer1::IPluginV3,
+                             public nvinfer1::IPluginV3OneCore,
+                             public nvinfer1::IPluginV3OneBuild,
+                             public nvinfer1::IPluginV3OneRuntime
+{
+public:
+    explicit SaintTokenDropPlugin(TokenDropAttrs const& attrs);
+    ~SaintTokenDropPlugin() override = default;
+
+    // IPluginV3
+    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
+    nvinfer1::IPluginV3* clone() noexcept override;
+
+    // IPluginV3OneCore
+    char const* getPluginName() const noexcept override { return kPLUGIN_NAME; }
+    char const* getPluginVersion() const noexcept override { return kPLUGIN_VERSION; }
+    char const* getPluginNamespace() const noexcept override { return kPLUGIN_NAMESPACE; }
+
+    // IPluginV3OneBuild
+    int32_t getNbOutputs() const noexcept override { return 3; }
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs, nvinfer1::DataType const* inputTypes,
+        int32_t nbInputs) const noexcept override;
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
+        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
+        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
+    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+        int32_t nbOutputs) noexcept override;
+    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
+
+    // IPluginV3OneRuntime
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
+        int32_t nbOutputs) noexcept override;
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
+    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
+    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
+
+private:
+    TokenDropAttrs mAttrs;
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mFieldCollection{};
+};
+
+class SaintTokenDropCreator : public nvinfer1::IPluginCreatorV3One
+{
+public:
+    SaintTokenDropCreator();
+    ~SaintTokenDropCreator() override = default;
+
+    char const* getPluginName() const noexcept override { return kPLUGIN_NAME; }
+    char const* getPluginVersion() const noexcept override { return kPLUGIN_VERSION; }
+    char const* getPluginNamespace() const noexcept override { return kPLUGIN_NAMESPACE; }
+    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override { return &mFieldCollection; }
+    nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
+        nvinfer1::TensorRTPhase phase) noexcept override;
+
+private:
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mFieldCollection{};
+};
+
+//! Where plugin messages go (set through setLoggerFinder; stderr when unset).
+void logError(std::string const& message) noexcept;
+void logWarning(std::string const& message) noexcept;
+void setLogger(nvinfer1::ILogger* logger) noexcept;
+
+} // namespace saint

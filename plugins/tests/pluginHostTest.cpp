@@ -1,0 +1,205 @@
+/*
+ * Host-side checks of the SaintTokenDrop plugin and creator: field parsing and validation,
+ * serialization round trip, output types, format support, workspace size. Needs TensorRT
+ * headers only (no libnvinfer, no GPU). Prints "N passed, N failed" and exits non-zero on failure.
+ */
+#include "../saint_token_drop/saintTokenDropPlugin.h"
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace nvinfer1;
+
+namespace
+{
+int gPassed = 0;
+int gFailed = 0;
+
+void check(bool ok, char const* what)
+{
+    if (ok)
+        ++gPassed;
+    else
+    {
+        ++gFailed;
+        std::printf("FAILED: %s\n", what);
+    }
+}
+
+class CaptureLogger : public ILogger
+{
+public:
+    void log(Severity, AsciiChar const* msg) noexcept override { last = msg; }
+    std::string last;
+};
+
+struct Fields
+{
+    float threshold = 0.7f;
+    int32_t k = 4;
+    float gamma = 9.f;
+    int32_t protectedTokens = 2;
+    int32_t fixedR = -1;
+    std::vector<PluginField> list()
+    {
+        return {PluginField("threshold", &threshold, PluginFieldType::kFLOAT32, 1),
+            PluginField("k", &k, PluginFieldType::kINT32, 1), PluginField("gamma", &gamma, PluginFieldType::kFLOAT32, 1),
+            PluginField("protected", &protectedTokens, PluginFieldType::kINT32, 1),
+            PluginField("fixed_r", &fixedR, PluginFieldType::kINT32, 1)};
+    }
+};
+
+IPluginV3* create(saint::SaintTokenDropCreator& creator, std::vector<PluginField> const& fields)
+{
+    PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
+    return creator.createPlugin("test", &fc, TensorRTPhase::kBUILD);
+}
+
+DynamicPluginTensorDesc desc(DataType type, std::vector<int64_t> maxDims)
+{
+    DynamicPluginTensorDesc d{};
+    d.desc.type = type;
+    d.desc.format = TensorFormat::kLINEAR;
+    d.desc.dims.nbDims = static_cast<int32_t>(maxDims.size());
+    d.max.nbDims = d.desc.dims.nbDims;
+    for (size_t i = 0; i < maxDims.size(); ++i)
+    {
+        d.desc.dims.d[i] = -1;
+        d.max.d[i] = maxDims[i];
+    }
+    return d;
+}
+} // namespace
+
+int main()
+{
+    CaptureLogger logger;
+    saint::setLogger(&logger);
+    saint::SaintTokenDropCreator creator;
+    check(std::string(creator.getPluginName()) == "SaintTokenDrop", "plugin name");
+    check(std::string(creator.getPluginVersion()) == "1", "plugin version");
+    check(std::string(creator.getPluginNamespace()) == "saint", "plugin namespace");
+    check(creator.getFieldNames()->nbFields == 5, "five fields");
+
+    Fields good;
+    std::unique_ptr<IPluginV3> plugin(create(creator, good.list()));
+    check(plugin != nullptr, "valid fields create a plugin");
+    auto* core = static_cast<IPluginV3OneCore*>(plugin->getCapabilityInterface(PluginCapabilityType::kCORE));
+    auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    check(core && build && runtime, "capability interfaces");
+    check(std::string(core->getPluginName()) == "SaintTokenDrop", "core name");
+    check(build->getNbOutputs() == 3, "three outputs (tokens, kept_index, size tensor)");
+
+    // serialization round trip: the serialized fields recreate an identical plugin
+    PluginFieldCollection const* ser = runtime->getFieldsToSerialize();
+    check(ser && ser->nbFields == 5, "five serialized fields");
+    std::unique_ptr<IPluginV3> again(creator.createPlugin("again", ser, TensorRTPhase::kRUNTIME));
+    check(again != nullptr, "serialized fields recreate the plugin");
+    saint::TokenDropAttrs attrs;
+    std::string error;
+    check(saint::parseFields(ser, attrs, error), "serialized fields parse");
+    check(attrs.threshold == 0.7f && attrs.k == 4 && attrs.gamma == 9.f && attrs.protectedTokens == 2 && attrs.fixedR == -1,
+        "serialized values round-trip");
+
+    // int64 ints and float64 floats (some parsers emit them) are accepted
+    {
+        double thr = 0.5;
+        int64_t k = 3;
+        auto fields = good.list();
+        fields[0] = PluginField("threshold", &thr, PluginFieldType::kFLOAT64, 1);
+        fields[1] = PluginField("k", &k, PluginFieldType::kINT64, 1);
+        check(saint::parseFields(&*std::make_unique<PluginFieldCollection>(PluginFieldCollection{5, fields.data()}), attrs, error)
+                && attrs.threshold == 0.5f && attrs.k == 3,
+            "float64/int64 fields");
+    }
+
+    struct Bad
+    {
+        char const* name;
+        std::vector<PluginField> fields;
+        char const* needle;
+    };
+    Fields f;
+    float badThreshold = 1.5f;
+    int32_t badK = 0;
+    int32_t badFixed = -2;
+    float floatK = 5.f;
+    std::vector<Bad> bad;
+    {
+        auto v = f.list();
+        v.erase(v.begin() + 1);
+        bad.push_back({"missing k", v, "missing field 'k'"});
+    }
+    {
+        auto v = f.list();
+        v[0].data = &badThreshold;
+        bad.push_back({"threshold 1.5", v, "'threshold' must be in [-1, 1]"});
+    }
+    {
+        auto v = f.list();
+        v[1].data = &badK;
+        bad.push_back({"k 0", v, "'k' must be >= 1"});
+    }
+    {
+        auto v = f.list();
+        v[4].data = &badFixed;
+        bad.push_back({"fixed_r -2", v, "'fixed_r'"});
+    }
+    {
+        auto v = f.list();
+        v[1] = PluginField("k", &floatK, PluginFieldType::kFLOAT32, 1);
+        bad.push_back({"k as float", v, "'k' must be an integer"});
+    }
+    {
+        auto v = f.list();
+        v.push_back(v[0]);
+        bad.push_back({"duplicate threshold", v, "given twice"});
+    }
+    for (auto const& b : bad)
+    {
+        logger.last.clear();
+        std::unique_ptr<IPluginV3> p(create(creator, b.fields));
+        bool const ok = p == nullptr && logger.last.find(b.needle) != std::string::npos;
+        check(ok, b.name);
+        if (!ok)
+            std::printf("  log was: %s\n", logger.last.c_str());
+    }
+    check(creator.createPlugin("null", nullptr, TensorRTPhase::kBUILD) == nullptr, "null field collection");
+
+    // types and formats
+    DataType out[3];
+    DataType in[2] = {DataType::kHALF, DataType::kHALF};
+    check(build->getOutputDataTypes(out, 3, in, 2) == 0 && out[0] == DataType::kHALF && out[1] == DataType::kINT64
+            && out[2] == DataType::kINT64,
+        "output types");
+    check(build->getOutputDataTypes(out, 2, in, 2) != 0, "wrong output count rejected");
+    std::vector<DynamicPluginTensorDesc> io = {desc(DataType::kBF16, {64, 257, 1280}), desc(DataType::kBF16, {64, 257, 80}),
+        desc(DataType::kBF16, {64, 257, 1280}), desc(DataType::kINT64, {64, 257}), desc(DataType::kINT64, {})};
+    bool allOk = true;
+    for (int32_t pos = 0; pos < 5; ++pos)
+        allOk = allOk && build->supportsFormatCombination(pos, io.data(), 2, 3);
+    check(allOk, "bf16 combination supported");
+    io[1].desc.type = DataType::kFLOAT;
+    check(!build->supportsFormatCombination(1, io.data(), 2, 3), "mixed token/metric types rejected");
+    io[1].desc.type = DataType::kBF16;
+    io[0].desc.type = DataType::kINT8;
+    check(!build->supportsFormatCombination(0, io.data(), 2, 3), "int8 tokens rejected");
+    io[0].desc.type = DataType::kBF16;
+    check(build->getWorkspaceSize(io.data(), 2, io.data() + 2, 3) == saint::tokenDropWorkspaceSize(64, 257, 80),
+        "workspace sized from max dims");
+    check(build->configurePlugin(io.data(), 2, io.data() + 2, 3) == 0, "configure with matching dims");
+    auto wrongRank = io;
+    wrongRank[1].desc.dims.nbDims = 2;
+    check(build->configurePlugin(wrongRank.data(), 2, wrongRank.data() + 2, 3) != 0, "rank-2 metric rejected");
+
+    saint::TokenDropParams p{8, 197, 768, 64, 0.75f, 5, 10.f, 1, -1};
+    check(saint::tokenDropCheckParams(p) == nullptr, "ViT-B params valid");
+    p.dim = 300;
+    check(saint::tokenDropCheckParams(p) != nullptr, "D > 256 rejected");
+
+    std::printf("%d passed, %d failed\n", gPassed, gFailed);
+    return gFailed == 0 ? 0 : 1;
+}

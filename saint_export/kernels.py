@@ -1,0 +1,90 @@
+"""ctypes bridge to the SaintTokenDrop CUDA kernels (``libsaint_kernels_harness.so``), so the
+kernels can be tested and timed against the PyTorch reference without TensorRT.
+
+The library is looked up in ``$SAINT_KERNELS_LIB``, then ``plugins/build/``; :func:`build_harness`
+builds it with CMake and nvcc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .errors import MissingDependencyError, StageError
+
+PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
+LIB_NAME = "libsaint_kernels_harness.so"
+DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+
+def build_harness(build_dir: Path, cuda_archs: str = "native", extra: tuple[str, ...] = ()) -> Path:
+    """Configure and build plugins/ into ``build_dir``; returns the harness library path."""
+    if shutil.which("cmake") is None or shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
+        raise MissingDependencyError("building the CUDA kernels needs cmake and nvcc")
+    env = dict(os.environ)
+    env["PATH"] = env.get("PATH", "") + os.pathsep + "/usr/local/cuda/bin"
+    cmds = [["cmake", "-S", str(PLUGINS_DIR), "-B", str(build_dir), f"-DCMAKE_CUDA_ARCHITECTURES={cuda_archs}", *extra],
+            ["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2)]]
+    for cmd in cmds:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if res.returncode != 0:
+            tail = (res.stdout + res.stderr).strip().splitlines()[-15:]
+            raise StageError("build", f"{' '.join(cmd[:2])} failed:\n" + "\n".join(tail))
+    return Path(build_dir) / LIB_NAME
+
+
+def find_harness() -> Path | None:
+    env = os.environ.get("SAINT_KERNELS_LIB")
+    for candidate in ([Path(env)] if env else []) + [PLUGINS_DIR / "build" / LIB_NAME]:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class KernelHarness:
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.saint_token_drop_workspace_size.restype = ctypes.c_size_t
+        self.lib.saint_token_drop_workspace_size.argtypes = [ctypes.c_int32] * 3
+        self.lib.saint_token_drop_check.restype = ctypes.c_char_p
+        self.lib.saint_token_drop_check.argtypes = [ctypes.c_int32] * 4 + [ctypes.c_float, ctypes.c_int32, ctypes.c_float,
+                                                                            ctypes.c_int32, ctypes.c_int32]
+        self.lib.saint_token_drop.restype = ctypes.c_int32
+        self.lib.saint_token_drop.argtypes = [ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int32] * 4 + [
+            ctypes.c_float, ctypes.c_int32, ctypes.c_float, ctypes.c_int32, ctypes.c_int32,
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        self.lib.saint_cuda_error_string.restype = ctypes.c_char_p
+        self.lib.saint_cuda_error_string.argtypes = [ctypes.c_int32]
+        self._workspace: torch.Tensor | None = None
+
+    def token_drop(self, tokens: torch.Tensor, metric: torch.Tensor, threshold: float = 0.75, k: int = 5,
+                   gamma: float = 10.0, protected: int = 1, fixed_r: int = -1,
+                   out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+        """CUDA tensors tokens [B, N, C], metric [B, N, D] (same dtype) ->
+        (tokens_out [B, M, C], kept_index [B, M], M), M read back from the device."""
+        b, n, c = tokens.shape
+        d = metric.shape[-1]
+        bad = self.lib.saint_token_drop_check(b, n, c, d, threshold, k, gamma, protected, fixed_r)
+        if bad:
+            raise ValueError(bad.decode())
+        tokens, metric = tokens.contiguous(), metric.contiguous()
+        ws_bytes = self.lib.saint_token_drop_workspace_size(b, n, d)
+        if self._workspace is None or self._workspace.numel() < ws_bytes or self._workspace.device != tokens.device:
+            self._workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=tokens.device)
+        if out is None:
+            out = (torch.empty_like(tokens), torch.empty(b, n, dtype=torch.int64, device=tokens.device),
+                   torch.empty(1, dtype=torch.int64, device=tokens.device))
+        out_tokens, kept, count = out
+        stream = torch.cuda.current_stream(tokens.device).cuda_stream
+        err = self.lib.saint_token_drop(DTYPES[tokens.dtype], tokens.data_ptr(), metric.data_ptr(), b, n, c, d,
+                                        threshold, k, gamma, protected, fixed_r, out_tokens.data_ptr(), kept.data_ptr(),
+                                        count.data_ptr(), self._workspace.data_ptr(), ws_bytes, stream)
+        if err != 0:
+            raise RuntimeError(f"saint_token_drop: {self.lib.saint_cuda_error_string(err).decode()}")
+        m = int(count.item())
+        return out_tokens.view(-1)[: b * m * c].view(b, m, c), kept.view(-1)[: b * m].view(b, m), m

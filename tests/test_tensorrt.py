@@ -1,0 +1,56 @@
+"""TensorRT: a one-plugin network and an engine from the TensorRT-lowered ONNX, compared with the
+reference. Needs TensorRT's Python package, a CUDA GPU and the built plugin; skipped otherwise."""
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.tensorrt
+
+trt = pytest.importorskip("tensorrt", reason="needs TensorRT (pip install 'saint-export[tensorrt]' on a GPU machine)")
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+from saint_export.engine import load_plugin_library, plugin_library_path  # noqa: E402
+from saint_export.rule import saint_drop  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def plugin_lib():
+    path = plugin_library_path()
+    if path is None:
+        pytest.skip("libsaint_plugins.so not built: cmake -S plugins -B plugins/build && cmake --build plugins/build")
+    return load_plugin_library(path)
+
+
+def test_one_plugin_network_matches_reference(plugin_lib):
+    from saint_export.engine import run_single_plugin
+
+    torch.manual_seed(0)
+    metric = torch.randn(4, 197, 64)
+    metric[:, 1::3] = metric[:, 2:3]
+    tokens = torch.randn(4, 197, 192)
+    out, kept = run_single_plugin(tokens, metric, threshold=0.75, k=5, gamma=10.0, protected=1, fixed_r=-1)
+    ref = saint_drop(tokens, metric, 0.75, 5, 10.0, 1, -1)
+    assert torch.equal(kept, ref.kept_index)
+    assert torch.equal(out, ref.tokens)
+
+
+def test_engine_from_lowered_onnx_matches_pytorch(plugin_lib, tmp_path):
+    from saint_export.config import ModelConfig
+    from saint_export.engine import EngineOptions, TrtRunner, engine_from_onnx
+    from saint_export.export.pipeline import onnx_models_from_torch
+    from saint_export.images import photos, preprocess, synthetic_images
+    from saint_export.models import build_model
+    from saint_export.ops import recording
+
+    cfg = ModelConfig(alias="tiny", timm_name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3)
+    built = build_model(cfg, overrides={"layers": "0-1"})
+    result = onnx_models_from_torch(built, tmp_path / "m.onnx", tmp_path / "m.trt.onnx")
+    plan = engine_from_onnx(result.tensorrt, tmp_path / "m.plan", EngineOptions(batch=(1, 4, 8), precision="fp32"))
+    pixels = preprocess(photos() + synthetic_images(5), cfg)
+    with torch.no_grad(), recording() as drops:
+        ref = built.model(pixels)
+    got = TrtRunner(plan).run(pixels)
+    assert (got - ref).abs().max().item() < 1e-3
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+    assert len(drops) == 2
