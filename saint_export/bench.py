@@ -116,6 +116,12 @@ def bench_ort(dense_session, saint_session, pixels: torch.Tensor, warmup: int, i
             for variant, s in (("dense", dense_session), ("saint", saint_session))]
 
 
+def bench_trt(dense_runner, saint_runner, pixels: torch.Tensor, warmup: int, iters: int, min_seconds: float) -> list[BenchRow]:
+    """TensorRT engines through TrtRunner (host-to-device copy of the batch included)."""
+    return [row("trt", variant, pixels.shape[0], time_fn(lambda r=r: r.run(pixels), warmup, iters, min_seconds, cuda=True))
+            for variant, r in (("dense", dense_runner), ("saint", saint_runner))]
+
+
 def summarize(rows: list[BenchRow], ratios: dict[int, float]) -> list[dict[str, Any]]:
     """One line per (backend, batch): dense and SAINT images/s, speedup, FLOP ratio, efficiency."""
     out = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import EXIT_CODES, ConfigError, SaintExportError
+from .errors import EXIT_CODES, ConfigError, InputError, SaintExportError
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items()) + "\n  8  internal error (a bug; SAINT_EXPORT_DEBUG=1 shows the traceback)"
 INTERNAL_ERROR = 8
@@ -368,7 +369,18 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, image_dir, devic
     built = build_from_options(opts)
     rows, ratios, tokens = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="saint-bench.") as tmp:
-        sessions = None
+        sessions = runners = None
+        if "trt" in backends:
+            from .engine import EngineOptions, TrtRunner, engine_from_onnx
+            from .export.pipeline import onnx_models_from_torch
+
+            progress("exporting and building dense and SAINT TensorRT engines")
+            opts_trt = EngineOptions(batch=(1, max(batches), max(batches)))
+            plans = []
+            for variant, pruned in (("dense", False), ("saint", True)):
+                onnx_models_from_torch(built, Path(tmp) / f"{variant}.p.onnx", Path(tmp) / f"{variant}.trt.onnx", pruned=pruned)
+                plans.append(engine_from_onnx(Path(tmp) / f"{variant}.trt.onnx", Path(tmp) / f"{variant}.plan", opts_trt))
+            runners = tuple(TrtRunner(p) for p in plans)
         if "ort" in backends:
             from .export.pipeline import onnx_models_from_torch
 
@@ -382,6 +394,9 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, image_dir, devic
             if sessions:
                 progress(f"onnxruntime, batch {b}")
                 rows += bench.bench_ort(*sessions, pixels, warmup, iters, min_seconds)
+            if runners:
+                progress(f"TensorRT, batch {b}")
+                rows += bench.bench_trt(*runners, pixels, warmup, iters, min_seconds)
             if "torch" in backends:
                 progress(f"PyTorch eager, batch {b}")
                 px = pixels.cuda() if device == "cuda" else pixels
@@ -397,6 +412,88 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, image_dir, devic
               for s in dict.fromkeys(r.backend for r in rows) for v in ("dense", "saint")}
     plot_throughput(png_path, f"{built.config.alias}: dense vs SAINT", batches, series, force)
     click.echo(f"report: {json_path}\nplot: {png_path}")
+
+
+@main.command("check")
+@click.argument("target")
+@click.option("--model", default=None, help="For an ONNX/PLAN target: the alias it came from [default: its metadata].")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None)
+@click.option("--weights", type=click.Choice(["random", "pretrained"]), default=None)
+@click.option("--images", "image_dir", type=click.Path(file_okay=False), default=None, help="Folder of your images.")
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--dataset", type=click.Path(file_okay=False), default=None, help="ImageFolder-style folder: accuracy per backend.")
+@click.option("--limit", type=int, default=None, help="Use at most this many dataset images.")
+@click.option("--tol", "tol", multiple=True, metavar="NAME=ATOL[:RTOL]", help="logits tolerance (default 1e-4:1e-4; fp16 1e-2:1e-2).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--force", is_flag=True)
+@reports_errors
+def check_cmd(target, model, checkpoint, weights, image_dir, batch, dataset, limit, tol, device, json_path, force) -> None:
+    """Compare PyTorch (dense and SAINT), onnxruntime and TensorRT on the same images.
+
+    TARGET is a model alias (exported to a temporary ONNX first), a portable .onnx, or a .plan
+    engine (needs TensorRT). Prints every comparison, then PASS or FAIL (exit 0 or 1).
+    With --dataset, also top-1 accuracy of each backend (labels = sorted subfolder names).
+    """
+    import tempfile
+
+    from . import check
+    from .export.rebuild import built_from_onnx
+    from .images import gather_inputs
+    from .io import check_writable, write_json
+    from .validate import parse_tolerances
+
+    if json_path:
+        check_writable(json_path, force)
+    progress = Progress()
+    atol, rtol = parse_tolerances(tol).get("logits", (1e-4, 1e-4))
+    with tempfile.TemporaryDirectory(prefix="saint-check.") as tmp:
+        backends = {}
+        if target.endswith(".plan"):
+            from .engine import require_tensorrt
+            from .triton import read_sidecar
+
+            require_tensorrt()
+            if not Path(target).is_file():
+                raise InputError(f"engine {target} does not exist")
+            meta = read_sidecar(Path(target))
+            from .registry import resolve
+            from .models import build_model
+            from .export.pipeline import schedule_from_metadata
+
+            built = build_model(resolve(model or meta["model"]), weights or "random", checkpoint,
+                                schedule_from_metadata({"schedule": json.dumps(meta.get("schedule", []))}))
+            backends = check.torch_backends(built)
+            backends["tensorrt"] = check.trt_backend(Path(target))
+        else:
+            if target.endswith(".onnx"):
+                onnx_path = Path(target)
+                if not onnx_path.is_file():
+                    raise InputError(f"ONNX model {target} does not exist")
+                built = built_from_onnx(onnx_path, model, checkpoint, weights)
+            else:
+                from .export.pipeline import onnx_models_from_torch
+
+                built = build_from_options({"model": target, "weights": weights or "random", "checkpoint": checkpoint, "seed": 0})
+                onnx_path = Path(tmp) / "model.onnx"
+                progress("exporting a portable ONNX model")
+                onnx_models_from_torch(built, onnx_path, None)
+            backends = check.torch_backends(built)
+            backends["onnxruntime"] = check.ort_backend(onnx_path, device)
+        pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
+        progress(f"running {', '.join(backends)} on {len(names)} images")
+        result = check.compare_backends(pixels, backends, atol, rtol)
+        click.echo(check.comparison_table(result))
+        report = None
+        if dataset:
+            report = check.dataset_accuracy(dataset, built, backends, batch=max(batch, 1), limit=limit, progress=progress)
+            click.echo(report.table())
+    click.echo("PASS" if result["passed"] else "FAIL: outputs outside tolerance (see the table)")
+    if json_path:
+        write_json(json_path, check.as_json({"target": target, "inputs": names, "comparison": result},
+                                            {"dataset": check.asdict(report)} if report else None), force)
+        click.echo(f"report: {json_path}")
+    sys.exit(0 if result["passed"] else 1)
 
 
 @main.command("triton")

@@ -108,3 +108,30 @@ def test_engine_sidecar_and_options_without_tensorrt():
         EngineOptions(batch=(8, 4, 1)).validate()
     with pytest.raises(InputError, match="precision"):
         EngineOptions(precision="int8").validate()
+
+
+def test_check_model_and_onnx_with_dataset(run, tmp_path):
+    from PIL import Image
+
+    from saint_export.images import synthetic_images
+
+    for c, cls in enumerate(["n01", "n02"]):
+        (tmp_path / "ds" / cls).mkdir(parents=True)
+        for i, img in enumerate(synthetic_images(3, 96, seed=c)):
+            Image.fromarray(img).save(tmp_path / "ds" / cls / f"{i}.png")
+    res = run("check", "tiny2.yaml", "--batch", "4", "--dataset", "ds", "--json", "c.json")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["comparison"]["passed"] and report["comparison"]["rows"][0]["backend"] == "onnxruntime"
+    acc = report["dataset"]["accuracy"]
+    assert set(acc) == {"torch dense", "torch SAINT", "onnxruntime"} and report["dataset"]["images"] == 6
+    assert acc["onnxruntime"] == acc["torch SAINT"]  # same predictions, so the same accuracy
+    assert "top-1 torch SAINT" in res.output and "PASS" in res.output
+
+    assert run("export", "tiny2.yaml", "--onnx", "m.onnx", "--quiet").exit_code == 0
+    res = run("check", "m.onnx", "--batch", "2", "--tol", "logits=0:0")
+    assert res.exit_code == 1 and "FAIL" in res.output and "onnxruntime" in res.output
+    res = run("check", "m.plan")
+    assert res.exit_code == 5 and "TensorRT" in res.output
+    res = run("check", "tiny2.yaml", "--dataset", "nowhere")
+    assert res.exit_code == 4 and "not a directory" in res.output
