@@ -131,7 +131,7 @@ def inspect_cmd(images, image_dir, synthetic, photos, plot, json_path, force, **
     from .io import check_writable, write_json
     from .plots import plot_tokens
 
-    plot = plot or f"{opts['model']}_tokens.png"
+    plot = plot or f"{resolve_alias(opts['model'])}_tokens.png"
     check_writable(plot, force)
     if json_path:
         check_writable(json_path, force)

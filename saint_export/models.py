@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -47,14 +49,38 @@ def _pretrained(cfg: ModelConfig) -> torch.nn.Module:
     if cfg.hub_weights is not True:
         note = cfg.hub_weights if isinstance(cfg.hub_weights, str) else "this config has no hub weights"
         raise MissingDependencyError(f"{cfg.alias}: --weights pretrained unavailable: {note}")
+    offline = not _hub_reachable()
+    try:
+        from huggingface_hub import constants as hub_constants
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        hub_constants = None
+    saved = getattr(hub_constants, "HF_HUB_OFFLINE", None)
+    if offline and hub_constants is not None:  # no retries against an unreachable hub: local cache or fail at once
+        hub_constants.HF_HUB_OFFLINE = True
     try:
         return create_architecture(cfg, pretrained=True)
     except Exception as exc:  # hub errors come in many types (OSError, HTTP, LocalEntryNotFound...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MissingDependencyError(
-            f"{cfg.alias}: could not fetch pretrained weights for {cfg.timm_name} from timm's hub ({first[:160]}); "
+            f"{cfg.alias}: could not fetch pretrained weights for {cfg.timm_name} from timm's hub ({first.split('. ')[0][:160]}); "
             "this needs a network: use --checkpoint PATH or --weights random"
         ) from None
+    finally:
+        if offline and hub_constants is not None:
+            hub_constants.HF_HUB_OFFLINE = saved
+
+
+def _hub_reachable(host: str = "huggingface.co") -> bool:
+    """A DNS lookup, so an offline machine fails in milliseconds instead of after minutes of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "")
+    host = endpoint.split("//")[-1].split("/")[0].split(":")[0] or host
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -70,6 +70,7 @@ def test_inspect_user_image_and_no_clobber(run, tmp_path):
     (("inspect", "vit_t16", "--checkpoint", "missing.pth"), 4, "does not exist"),
     (("inspect", "vit_t16", "--layers", "0-40", "--synthetic"), 3, "outside"),
     (("inspect", "vit_h14", "--weights", "pretrained"), 5, "pretrained unavailable"),
+    (("inspect", "vit_t16", "--weights", "pretrained"), 5, "this needs a network"),
 ])
 def test_errors_are_one_line_with_exit_codes(run, args, code, needle):
     res = run(*args)
