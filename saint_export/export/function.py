@@ -40,6 +40,13 @@ def function_proto(opset: int = 18) -> onnx.FunctionProto:
         nodes.append(helper.make_node(op, inputs, outputs if isinstance(outputs, list) else [outputs], **attrs))
         return outputs
 
+    def per_sample(vector: str, length: str, out: str) -> None:
+        """Broadcast the 1-D ``vector`` (``length`` scalar elements) to [B, length]."""
+        n("Unsqueeze", [vector, "ax0"], f"{out}_row")
+        n("Unsqueeze", [length, "ax0"], f"{out}_len1")
+        n("Concat", ["B1", f"{out}_len1"], f"{out}_shape", axis=0)
+        n("Expand", [f"{out}_row", f"{out}_shape"], out)
+
     kinds = {a.name: a.kind for a in ATTRIBUTES}
     for attr, out in (("threshold", "thr"), ("gamma", "gam"), ("protected", "P"), ("k", "K"), ("fixed_r", "FR")):
         node = helper.make_node("Constant", [], [out])
@@ -121,25 +128,17 @@ def function_proto(opset: int = 18) -> onnx.FunctionProto:
     n("Mul", ["a_kept", "i2"], "a_kept2")
     n("Add", ["a_kept2", "P"], "a_pos")
     n("Range", ["i0", "P", "i1"], "head")
-    n("Unsqueeze", ["head", "ax0"], "head_row")
-    n("Concat", ["B1", "P1"], "head_shape", axis=0)
-    n("Expand", ["head_row", "head_shape"], "head_b")
+    per_sample("head", "P", "head_b")
     n("Range", ["i0", "Nb", "i1"], "bidx")
     n("Mul", ["bidx", "i2"], "bidx2")
     n("Add", ["P", "i1"], "P_plus1")
     n("Add", ["bidx2", "P_plus1"], "b_pos")
-    n("Unsqueeze", ["b_pos", "ax0"], "b_row")
-    n("Unsqueeze", ["Nb", "ax0"], "Nb1")
-    n("Concat", ["B1", "Nb1"], "b_shape", axis=0)
-    n("Expand", ["b_row", "b_shape"], "b_b")
+    per_sample("b_pos", "Nb", "b_b")
     n("Concat", ["head_b", "a_pos", "b_b"], "sorted_kept", axis=1)
     # 7. r == 0: identity order
     n("Sub", ["N", "r"], "M")
     n("Range", ["i0", "M", "i1"], "ident")
-    n("Unsqueeze", ["ident", "ax0"], "ident_row")
-    n("Unsqueeze", ["M", "ax0"], "M1")
-    n("Concat", ["B1", "M1"], "ident_shape", axis=0)
-    n("Expand", ["ident_row", "ident_shape"], "ident_b")
+    per_sample("ident", "M", "ident_b")
     n("Greater", ["r", "i0"], "pruned")
     n("Where", ["pruned", "sorted_kept", "ident_b"], "kept_index")
     n("Unsqueeze", ["kept_index", "axl"], "kept3")
