@@ -151,3 +151,58 @@ def summary_table(summary: list[dict[str, Any]], rows: list[BenchRow]) -> str:
         if o and t:
             lines.append(f"batch {batch}: SAINT on onnxruntime vs SAINT in PyTorch eager: {o.images_per_s / t.images_per_s:.2f}x")
     return "\n".join(lines)
+
+
+def throughput_series(rows: list[BenchRow], batches: list[int]) -> dict[str, list[float]]:
+    """{"ort dense": [img/s per batch], ...} for the chart."""
+    return {f"{b} {v}": [next(r.images_per_s for r in rows if r.backend == b and r.variant == v and r.batch == n) for n in batches]
+            for b in dict.fromkeys(r.backend for r in rows) for v in ("dense", "saint")}
+
+
+def run_bench(built: BuiltModel, backends: tuple[str, ...], batches: list[int], image_dir: str | None, device: str,
+              warmup: int, iters: int, min_seconds: float,
+              progress: Callable[[str], None] = lambda s: None) -> tuple[list[BenchRow], dict[int, float], dict[int, list[int]]]:
+    """Export/build what the backends need in a temporary folder, then time dense and SAINT at each
+    batch size. Returns (rows, FLOP ratio per batch, tokens after each block per batch)."""
+    import tempfile
+
+    from .export.pipeline import onnx_models_from_torch
+    from .images import gather_inputs
+
+    rows: list[BenchRow] = []
+    ratios: dict[int, float] = {}
+    tokens: dict[int, list[int]] = {}
+    with tempfile.TemporaryDirectory(prefix="saint-bench.") as tmp:
+        sessions = runners = None
+        if "trt" in backends:
+            from .engine import EngineOptions, TrtRunner, engine_from_onnx
+
+            progress("exporting and building dense and SAINT TensorRT engines")
+            options = EngineOptions(batch=(1, max(batches), max(batches)))
+            plans = []
+            for variant, pruned in (("dense", False), ("saint", True)):
+                portable, lowered = Path(tmp) / f"{variant}.p.onnx", Path(tmp) / f"{variant}.trt.onnx"
+                onnx_models_from_torch(built, portable, lowered, pruned=pruned)
+                plans.append(engine_from_onnx(lowered, Path(tmp) / f"{variant}.plan", options))
+            runners = tuple(TrtRunner(p) for p in plans)
+        if "ort" in backends:
+            progress("exporting dense and SAINT ONNX models")
+            onnx_models_from_torch(built, Path(tmp) / "dense.onnx", None, pruned=False)
+            onnx_models_from_torch(built, Path(tmp) / "saint.onnx", None, pruned=True)
+            sessions = (ort_session(Path(tmp) / "dense.onnx", device), ort_session(Path(tmp) / "saint.onnx", device))
+        for b in batches:
+            pixels, _ = gather_inputs(built.config, image_dir=image_dir, batch=b)
+            ratios[b], tokens[b] = flop_ratio(built, pixels)
+            if sessions:
+                progress(f"onnxruntime, batch {b}")
+                rows += bench_ort(*sessions, pixels, warmup, iters, min_seconds)
+            if runners:
+                progress(f"TensorRT, batch {b}")
+                rows += bench_trt(*runners, pixels, warmup, iters, min_seconds)
+            if "torch" in backends:
+                progress(f"PyTorch eager, batch {b}")
+                if device == "cuda":
+                    built.model.cuda()
+                rows += bench_torch(built, pixels.cuda() if device == "cuda" else pixels, warmup, iters, min_seconds)
+                built.model.cpu()
+    return rows, ratios, tokens

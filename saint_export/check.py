@@ -4,6 +4,8 @@ measure top-1 accuracy on an ImageFolder-style dataset (labels = sorted subfolde
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -78,6 +80,46 @@ def trt_backend(plan: Path) -> Backend:
 
     runner = TrtRunner(plan)
     return lambda pixels: runner.run(pixels).numpy()
+
+
+def backends_for_target(target: str, tmp: Path, model: str | None, checkpoint: str | None, weights: str | None,
+                        device: str, progress: Callable[[str], None]) -> tuple[BuiltModel, dict[str, Backend]]:
+    """The PyTorch reference and the backends for a ``.plan`` (TensorRT), a ``.onnx`` (onnxruntime)
+    or a model alias / config (exported to ``tmp`` first, then onnxruntime)."""
+    from .config import config_from_mapping
+    from .export.pipeline import onnx_models_from_torch, schedule_from_metadata
+    from .export.rebuild import built_from_onnx
+    from .models import build_model
+    from .registry import resolve
+
+    if target.endswith(".plan"):
+        from .engine import require_tensorrt
+        from .triton import read_sidecar
+
+        require_tensorrt()
+        if not Path(target).is_file():
+            raise InputError(f"engine {target} does not exist")
+        meta = read_sidecar(Path(target))
+        if model or not meta.get("config"):
+            cfg = resolve(model or meta["model"])
+        else:
+            cfg = config_from_mapping(meta["config"], f"{target} sidecar")
+        seed = re.fullmatch(r"random\(seed=(\d+)\)", str(meta.get("weights", "")))
+        built = build_model(cfg, weights or ("pretrained" if meta.get("weights") == "pretrained" else "random"), checkpoint,
+                            schedule_from_metadata({"schedule": json.dumps(meta.get("schedule", []))}),
+                            seed=int(seed.group(1)) if seed else 0)
+        return built, {**torch_backends(built), "tensorrt": trt_backend(Path(target))}
+    if target.endswith(".onnx"):
+        onnx_path = Path(target)
+        if not onnx_path.is_file():
+            raise InputError(f"ONNX model {target} does not exist")
+        built = built_from_onnx(onnx_path, model, checkpoint, weights)
+    else:
+        built = build_model(resolve(target), weights or "random", checkpoint)
+        onnx_path = tmp / "model.onnx"
+        progress("exporting a portable ONNX model")
+        onnx_models_from_torch(built, onnx_path, None)
+    return built, {**torch_backends(built), "onnxruntime": ort_backend(onnx_path, device)}
 
 
 def dataset_accuracy(root: str | Path, built: BuiltModel, backends: dict[str, Backend], batch: int = 16,

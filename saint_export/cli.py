@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path
@@ -300,7 +299,6 @@ def export_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, **opts) -> N
 def validate_cmd(onnx_file, model, checkpoint, weights, image_dir, batch, tol, device, json_path, force) -> None:
     """Run a portable ONNX model in onnxruntime and compare with PyTorch: logits, tokens kept
     per layer, kept_index, top-1. Exit 0 on PASS, 1 on FAIL."""
-    from .errors import InputError
     from .export.rebuild import built_from_onnx
     from .io import check_writable
 
@@ -342,10 +340,7 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, image_dir, devic
     onnxruntime models are exported to a temporary folder first. Inputs are redundant
     images (photos + generated), cycled to each batch size.
     """
-    import tempfile
-
     from . import bench
-    from .images import gather_inputs
     from .io import check_writable, write_json
     from .plots import plot_throughput
 
@@ -367,50 +362,12 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, image_dir, devic
     check_writable(png_path, force)
     progress = Progress()
     built = build_from_options(opts)
-    rows, ratios, tokens = [], {}, {}
-    with tempfile.TemporaryDirectory(prefix="saint-bench.") as tmp:
-        sessions = runners = None
-        if "trt" in backends:
-            from .engine import EngineOptions, TrtRunner, engine_from_onnx
-            from .export.pipeline import onnx_models_from_torch
-
-            progress("exporting and building dense and SAINT TensorRT engines")
-            opts_trt = EngineOptions(batch=(1, max(batches), max(batches)))
-            plans = []
-            for variant, pruned in (("dense", False), ("saint", True)):
-                onnx_models_from_torch(built, Path(tmp) / f"{variant}.p.onnx", Path(tmp) / f"{variant}.trt.onnx", pruned=pruned)
-                plans.append(engine_from_onnx(Path(tmp) / f"{variant}.trt.onnx", Path(tmp) / f"{variant}.plan", opts_trt))
-            runners = tuple(TrtRunner(p) for p in plans)
-        if "ort" in backends:
-            from .export.pipeline import onnx_models_from_torch
-
-            progress("exporting dense and SAINT ONNX models")
-            onnx_models_from_torch(built, Path(tmp) / "dense.onnx", None, pruned=False)
-            onnx_models_from_torch(built, Path(tmp) / "saint.onnx", None, pruned=True)
-            sessions = (bench.ort_session(Path(tmp) / "dense.onnx", device), bench.ort_session(Path(tmp) / "saint.onnx", device))
-        for b in batches:
-            pixels, _ = gather_inputs(built.config, image_dir=image_dir, batch=b)
-            ratios[b], tokens[b] = bench.flop_ratio(built, pixels)
-            if sessions:
-                progress(f"onnxruntime, batch {b}")
-                rows += bench.bench_ort(*sessions, pixels, warmup, iters, min_seconds)
-            if runners:
-                progress(f"TensorRT, batch {b}")
-                rows += bench.bench_trt(*runners, pixels, warmup, iters, min_seconds)
-            if "torch" in backends:
-                progress(f"PyTorch eager, batch {b}")
-                px = pixels.cuda() if device == "cuda" else pixels
-                if device == "cuda":
-                    built.model.cuda()
-                rows += bench.bench_torch(built, px, warmup, iters, min_seconds)
-                built.model.cpu()
+    rows, ratios, tokens = bench.run_bench(built, backends, batches, image_dir, device, warmup, iters, min_seconds, progress)
     summary = bench.summarize(rows, ratios)
     click.echo(bench.summary_table(summary, rows))
     write_json(json_path, bench.report_json(built.config.alias, rows, summary, {"tokens_after_each_block": tokens,
                                                                                   "schedule": built.schedule.to_json()}), force)
-    series = {f"{s} {v}": [next(r.images_per_s for r in rows if r.backend == s and r.variant == v and r.batch == b) for b in batches]
-              for s in dict.fromkeys(r.backend for r in rows) for v in ("dense", "saint")}
-    plot_throughput(png_path, f"{built.config.alias}: dense vs SAINT", batches, series, force)
+    plot_throughput(png_path, f"{built.config.alias}: dense vs SAINT", batches, bench.throughput_series(rows, batches), force)
     click.echo(f"report: {json_path}\nplot: {png_path}")
 
 
@@ -438,7 +395,6 @@ def check_cmd(target, model, checkpoint, weights, image_dir, batch, dataset, lim
     import tempfile
 
     from . import check
-    from .export.rebuild import built_from_onnx
     from .images import gather_inputs
     from .io import check_writable, write_json
     from .validate import parse_tolerances
@@ -448,38 +404,7 @@ def check_cmd(target, model, checkpoint, weights, image_dir, batch, dataset, lim
     progress = Progress()
     atol, rtol = parse_tolerances(tol).get("logits", (1e-4, 1e-4))
     with tempfile.TemporaryDirectory(prefix="saint-check.") as tmp:
-        backends = {}
-        if target.endswith(".plan"):
-            from .engine import require_tensorrt
-            from .triton import read_sidecar
-
-            require_tensorrt()
-            if not Path(target).is_file():
-                raise InputError(f"engine {target} does not exist")
-            meta = read_sidecar(Path(target))
-            from .registry import resolve
-            from .models import build_model
-            from .export.pipeline import schedule_from_metadata
-
-            built = build_model(resolve(model or meta["model"]), weights or "random", checkpoint,
-                                schedule_from_metadata({"schedule": json.dumps(meta.get("schedule", []))}))
-            backends = check.torch_backends(built)
-            backends["tensorrt"] = check.trt_backend(Path(target))
-        else:
-            if target.endswith(".onnx"):
-                onnx_path = Path(target)
-                if not onnx_path.is_file():
-                    raise InputError(f"ONNX model {target} does not exist")
-                built = built_from_onnx(onnx_path, model, checkpoint, weights)
-            else:
-                from .export.pipeline import onnx_models_from_torch
-
-                built = build_from_options({"model": target, "weights": weights or "random", "checkpoint": checkpoint, "seed": 0})
-                onnx_path = Path(tmp) / "model.onnx"
-                progress("exporting a portable ONNX model")
-                onnx_models_from_torch(built, onnx_path, None)
-            backends = check.torch_backends(built)
-            backends["onnxruntime"] = check.ort_backend(onnx_path, device)
+        built, backends = check.backends_for_target(target, Path(tmp), model, checkpoint, weights, device, progress)
         pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
         progress(f"running {', '.join(backends)} on {len(names)} images")
         result = check.compare_backends(pixels, backends, atol, rtol)

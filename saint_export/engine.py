@@ -154,9 +154,12 @@ def sidecar(options: EngineOptions, io: list[dict[str, Any]], plugin_lib: Path |
     schedule = metadata.get("schedule", [])
     if isinstance(schedule, str):
         schedule = json.loads(schedule)
+    config = metadata.get("config")
     return {
         "model": metadata.get("model"),
         "timm_name": metadata.get("timm_name"),
+        "weights": metadata.get("weights"),
+        "config": json.loads(config) if isinstance(config, str) else config,
         "schedule": schedule,
         "batch_independent": bool(schedule) and all(row.get("fixed_r", -1) >= 0 for row in schedule),
         "precision": options.precision,

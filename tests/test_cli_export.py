@@ -99,7 +99,9 @@ def test_engine_sidecar_and_options_without_tensorrt():
 
     schedule = [{"layer": 0, "threshold": 0.75, "k": 5, "gamma": 10.0, "fixed_r": 16}]
     data = sidecar(EngineOptions(batch=(1, 4, 8), precision="fp16"), [{"name": "pixels", "shape": [-1, 3, 224, 224]}],
-                   Path("libsaint_plugins.so"), "10.3.0", {"model": "vit_b16", "schedule": json.dumps(schedule)})
+                   Path("libsaint_plugins.so"), "10.3.0", {"model": "vit_b16", "schedule": json.dumps(schedule),
+                                                           "weights": "random(seed=3)", "config": json.dumps({"alias": "vit_b16"})})
+    assert data["config"] == {"alias": "vit_b16"} and data["weights"] == "random(seed=3)"
     assert data["model"] == "vit_b16" and data["precision"] == "fp16" and data["tensorrt_version"] == "10.3.0"
     assert data["batch_independent"] is True and data["plugin"]["namespace"] == "saint"
     assert data["build_options"]["batch"] == (1, 4, 8)
