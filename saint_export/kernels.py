@@ -58,6 +58,10 @@ class KernelHarness:
         self.lib.saint_token_drop.argtypes = [ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int32] * 4 + [
             ctypes.c_float, ctypes.c_int32, ctypes.c_float, ctypes.c_int32, ctypes.c_int32,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        self.lib.saint_token_drop_host.restype = ctypes.c_char_p
+        self.lib.saint_token_drop_host.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int32] * 4 + [
+            ctypes.c_float, ctypes.c_int32, ctypes.c_float, ctypes.c_int32, ctypes.c_int32,
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         self.lib.saint_cuda_error_string.restype = ctypes.c_char_p
         self.lib.saint_cuda_error_string.argtypes = [ctypes.c_int32]
         self._workspace: torch.Tensor | None = None
@@ -88,3 +92,19 @@ class KernelHarness:
             raise RuntimeError(f"saint_token_drop: {self.lib.saint_cuda_error_string(err).decode()}")
         m = int(count.item())
         return out_tokens.view(-1)[: b * m * c].view(b, m, c), kept.view(-1)[: b * m].view(b, m), m
+
+    def token_drop_host(self, tokens: torch.Tensor, metric: torch.Tensor, threshold: float = 0.75, k: int = 5,
+                        gamma: float = 10.0, protected: int = 1, fixed_r: int = -1):
+        """The kernels' host twin on float32 CPU tensors -> (tokens_out [B, M, C], kept_index [B, M], M)."""
+        tokens = tokens.detach().float().contiguous().cpu()
+        metric = metric.detach().float().contiguous().cpu()
+        b, n, c = tokens.shape
+        out = torch.empty_like(tokens)
+        kept = torch.empty(b, n, dtype=torch.int64)
+        count = torch.empty(1, dtype=torch.int64)
+        err = self.lib.saint_token_drop_host(tokens.data_ptr(), metric.data_ptr(), b, n, c, metric.shape[-1], threshold, k,
+                                             gamma, protected, fixed_r, out.data_ptr(), kept.data_ptr(), count.data_ptr())
+        if err:
+            raise ValueError(err.decode())
+        m = int(count.item())
+        return out.view(-1)[: b * m * c].view(b, m, c), kept.view(-1)[: b * m].view(b, m), m

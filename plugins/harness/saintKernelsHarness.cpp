@@ -2,6 +2,7 @@
  * A small C ABI over the SaintTokenDrop kernels, for tests and benchmarks through ctypes
  * (saint_export/kernels.py). No TensorRT involved.
  */
+#include "../saint_token_drop/saintTokenDropHost.h"
 #include "../saint_token_drop/saintTokenDropKernels.h"
 
 #include <cuda_runtime_api.h>
@@ -29,6 +30,15 @@ extern "C"
         saint::TokenDropParams const p{batch, numTokens, channels, dim, threshold, k, gamma, protectedTokens, fixedR};
         return static_cast<int32_t>(saint::tokenDropLaunch(p, static_cast<saint::DType>(dtype), tokens, metric, tokensOut,
             keptIndex, keptCount, workspace, workspaceBytes, static_cast<cudaStream_t>(stream)));
+    }
+
+    //! The host twin (float32, CPU memory): nullptr on success, else a message.
+    char const* saint_token_drop_host(float const* tokens, float const* metric, int32_t batch, int32_t numTokens,
+        int32_t channels, int32_t dim, float threshold, int32_t k, float gamma, int32_t protectedTokens, int32_t fixedR,
+        float* tokensOut, int64_t* keptIndex, int64_t* keptCount)
+    {
+        saint::TokenDropParams const p{batch, numTokens, channels, dim, threshold, k, gamma, protectedTokens, fixedR};
+        return saint::tokenDropHost(p, tokens, metric, tokensOut, keptIndex, keptCount);
     }
 
     char const* saint_cuda_error_string(int32_t code)

@@ -8,6 +8,7 @@
  * Similarity, counts and scores are float32 for every input dtype.
  */
 #include "saintTokenDropKernels.h"
+#include "saintTokenDropMath.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -153,8 +154,7 @@ __global__ void rowStatsKernel(float const* __restrict__ normed, int32_t* __rest
         return;
     int64_t const o = static_cast<int64_t>(b) * na + row;
     cnt[o] = count;
-    float const cntf = static_cast<float>(count);
-    score[o] = count > 0 ? cntf * expf(gamma * (sumValid / fmaxf(cntf, 1.f) - threshold)) : sumAll / static_cast<float>(nb);
+    score[o] = rowScore(count, sumValid, sumAll, nb, threshold, gamma);
     if (count >= k)
         atomicAdd(votes, 1);
 }
@@ -171,10 +171,7 @@ __global__ void orderKernel(float const* __restrict__ score, int32_t const* __re
     int32_t* order = reinterpret_cast<int32_t*>(s + na);
     int32_t const b = blockIdx.x;
 
-    int32_t r = fixedR >= 0 ? min(fixedR, na) : votes[0] / batch;
-    r = max(0, min(r, na));
-    if (free < 2)
-        r = 0;
+    int32_t const r = voteR(votes[0], batch, fixedR, na, free);
     int32_t const m = tokens - r;
     if (b == 0 && threadIdx.x == 0)
     {
@@ -193,29 +190,11 @@ __global__ void orderKernel(float const* __restrict__ score, int32_t const* __re
     __syncthreads();
     // stable descending rank: larger first, ties by lower index
     for (int32_t i = threadIdx.x; i < na; i += blockDim.x)
-    {
-        float const si = s[i];
-        int32_t rank = 0;
-        for (int32_t j = 0; j < na; ++j)
-        {
-            float const sj = s[j];
-            rank += (sj > si) || (sj == si && j < i);
-        }
-        order[rank] = i;
-    }
+        order[stableDescendingRank(s, na, i)] = i;
     __syncthreads();
     int32_t const keptA = na - r;
     for (int32_t t = threadIdx.x; t < m; t += blockDim.x)
-    {
-        int64_t pos;
-        if (t < protectedTokens)
-            pos = t;
-        else if (t < protectedTokens + keptA)
-            pos = protectedTokens + 2 * static_cast<int64_t>(order[r + t - protectedTokens]);
-        else
-            pos = protectedTokens + 1 + 2 * static_cast<int64_t>(t - protectedTokens - keptA);
-        kept[t] = pos;
-    }
+        kept[t] = keptPosition(t, protectedTokens, keptA, r, order);
 }
 
 //! out[b, t, :] = tokens[b, kept[b, t], :] for t < M; one block per (t, b).
