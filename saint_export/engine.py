@@ -70,7 +70,7 @@ class EngineOptions:
     workspace_mib: int = 4096
     timing_cache: Path | None = None
     version_compatible: bool = False
-    serialize_plugin: bool = True  # embed libsaint_plugins.so in the engine where supported
+    serialize_plugin: bool = True  # embed libsaint_plugins.so in version-compatible engines (TensorRT's rule)
     plugin_library: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -115,7 +115,7 @@ def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, f
         config.set_flag(trt.BuilderFlag.BF16)
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if options.serialize_plugin and hasattr(config, "plugins_to_serialize"):
+    if plugin_embedded(options) and hasattr(config, "plugins_to_serialize"):
         config.plugins_to_serialize = [str(lib)]
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
@@ -138,6 +138,11 @@ def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, f
             "output": True} for i in range(network.num_outputs)]
     write_json(sidecar_path(plan_path), sidecar(options, io, lib, trt.__version__, metadata or {}), force=True)
     return Path(plan_path)
+
+
+def plugin_embedded(options: EngineOptions) -> bool:
+    """TensorRT serializes plugin libraries only into version-compatible engines."""
+    return options.serialize_plugin and options.version_compatible
 
 
 def sidecar_path(plan_path: Path) -> Path:
@@ -165,7 +170,7 @@ def sidecar(options: EngineOptions, io: list[dict[str, Any]], plugin_lib: Path |
         "precision": options.precision,
         "tensorrt_version": trt_version,
         "plugin": {"name": "SaintTokenDrop", "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
-                   "library": str(plugin_lib) if plugin_lib else None, "serialized_into_engine": options.serialize_plugin},
+                   "library": str(plugin_lib) if plugin_lib else None, "serialized_into_engine": plugin_embedded(options)},
         "saint_export_version": __version__,
         "io": io,
         "build_options": opts,
