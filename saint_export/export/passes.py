@@ -177,11 +177,3 @@ class FoldConstants(InPlacePass):
 
 def cleanup() -> list[InPlacePass]:
     return [FoldConstants(), InferShapes()]
-
-
-def portable_pipeline() -> ir.passes.Sequential:
-    return ir.passes.Sequential(*cleanup(), LowerPortable(), CheckLowered())
-
-
-def tensorrt_pipeline() -> ir.passes.Sequential:
-    return ir.passes.Sequential(*cleanup(), LowerTensorRT(), CheckLowered())
