@@ -94,15 +94,15 @@ def providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def session_with_outputs(onnx_path: Path, extra_outputs: list[str], provider_list: list[str]):
-    """An onnxruntime session that also returns the named intermediate values."""
+def session_with_outputs(onnx_path: Path, extra_outputs: list[str], provider_list: list[str], proto=None):
+    """An onnxruntime session that also returns the named intermediate values (``proto``: the
+    file's ModelProto without external data, when the caller has it already; it is modified)."""
     import onnx
     import onnxruntime as ort
 
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:
-        raise InputError(f"cannot read ONNX model {onnx_path}: {type(exc).__name__}") from None
+    from .export.pipeline import read_proto
+
+    proto = proto if proto is not None else read_proto(onnx_path)
     have = {o.name for o in proto.graph.output}
     for name in extra_outputs:
         if name not in have:
@@ -121,10 +121,8 @@ def session_with_outputs(onnx_path: Path, extra_outputs: list[str], provider_lis
         os.unlink(tmp)
 
 
-def drop_output_names(onnx_path: Path) -> list[str]:
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
+def drop_output_names(proto) -> list[str]:
+    """``kept_index`` output names of the SaintTokenDrop nodes, in graph order."""
     return [out for n in proto.graph.node if n.domain == "saint" for out in n.output[1:2]]
 
 
@@ -148,9 +146,10 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"ONNX model {onnx_path} does not exist")
-    from .export.pipeline import metadata_of
+    from .export.pipeline import proto_metadata, read_proto
 
-    fp16 = metadata_of(onnx_path).get("precision") == "fp16"
+    proto = read_proto(onnx_path)
+    fp16 = proto_metadata(proto).get("precision") == "fp16"
     tol = {**(FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES), **(tolerances or {})}
     model = built.model
     set_pruning(model, False)
@@ -158,9 +157,9 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     set_pruning(model, True)
     with recording() as drops:
         ref_logits = model(pixels)
-    kept_names = drop_output_names(onnx_path)
+    kept_names = drop_output_names(proto)
     provider_list = providers(device)
-    session = session_with_outputs(onnx_path, kept_names, provider_list)
+    session = session_with_outputs(onnx_path, kept_names, provider_list, proto)
     got = session.run(["logits", *kept_names], {"pixels": pixels.numpy()})
     checks = [_compare("logits", ref_logits.numpy(), got[0], *tol["logits"])]
     failures = []

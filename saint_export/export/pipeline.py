@@ -141,12 +141,20 @@ def schedule_from_metadata(meta: dict[str, str]) -> dict:
     }
 
 
-def metadata_of(path: Path) -> dict[str, str]:
-    """saint-export's metadata_props of an ONNX file (weights not loaded)."""
+def read_proto(path: Path):
+    """The ModelProto of an ONNX file without its external data; InputError if unreadable."""
     import onnx
 
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise InputError(f"cannot read ONNX model {path}: {type(exc).__name__}") from None
+
+
+def proto_metadata(proto) -> dict[str, str]:
     return {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def metadata_of(path: Path) -> dict[str, str]:
+    """saint-export's metadata_props of an ONNX file (weights not loaded)."""
+    return proto_metadata(read_proto(path))
