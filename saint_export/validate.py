@@ -126,7 +126,8 @@ def drop_output_names(proto) -> list[str]:
     return [out for n in proto.graph.node if n.domain == "saint" for out in n.output[1:2]]
 
 
-def _compare(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float, exact_index: bool = True) -> OutputCheck:
+def compare_output(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float, exact_index: bool = True) -> OutputCheck:
+    """One output against its reference: shape, max abs/rel error, pass if |d| <= atol + rtol*|ref| (integers: exact)."""
     if ref.shape != got.shape:
         return OutputCheck(name, list(ref.shape), list(got.shape), float("nan"), float("nan"), atol, rtol, False, "shape mismatch")
     if ref.dtype.kind in "iu":
@@ -161,12 +162,12 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     provider_list = providers(device)
     session = session_with_outputs(onnx_path, kept_names, provider_list, proto)
     got = session.run(["logits", *kept_names], {"pixels": pixels.numpy()})
-    checks = [_compare("logits", ref_logits.numpy(), got[0], *tol["logits"])]
+    checks = [compare_output("logits", ref_logits.numpy(), got[0], *tol["logits"])]
     failures = []
     if len(kept_names) != len(drops):
         failures.append(f"the ONNX model has {len(kept_names)} SaintTokenDrop nodes, PyTorch ran {len(drops)}")
     for name, (_, kept), onnx_kept in zip(kept_names, drops, got[1:]):
-        checks.append(_compare(name, kept.numpy(), onnx_kept, 0, 0, exact_index=not fp16))
+        checks.append(compare_output(name, kept.numpy(), onnx_kept, 0, 0, exact_index=not fp16))
     tokens_torch = [int(k.shape[1]) for _, k in drops]
     tokens_onnx = [int(k.shape[1]) for k in got[1:]]
     failures += [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
