@@ -18,6 +18,7 @@ from .errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+DEFAULT_PHOTOS = PHOTO_NAMES[:3]
 
 
 def synthetic_image(index: int, size: int = 224, seed: int = 0) -> np.ndarray:
@@ -56,7 +57,7 @@ def synthetic_images(n: int, size: int = 224, seed: int = 0) -> list[np.ndarray]
     return [synthetic_image(i, size, seed) for i in range(n)]
 
 
-def photos(names: tuple[str, ...] = PHOTO_NAMES[:3]) -> list[np.ndarray]:
+def photos(names: tuple[str, ...] = DEFAULT_PHOTOS) -> list[np.ndarray]:
     """RGB photos that scikit-image ships (no network)."""
     import skimage.data
 
@@ -125,6 +126,8 @@ def gather_inputs(
 
     Returns (pixels [B, 3, S, S], names). With ``batch``, the list is cycled or cut to that size.
     """
+    if not (images or image_dir or synthetic or use_photos):
+        use_photos, synthetic = True, 5
     arrays: list[np.ndarray] = []
     names: list[str] = []
     for p in images:
@@ -135,14 +138,11 @@ def gather_inputs(
             arrays.append(load_image(p))
             names.append(str(p))
     if use_photos:
-        arrays += photos()
-        names += [f"skimage:{n}" for n in PHOTO_NAMES[:3]]
+        arrays += photos(DEFAULT_PHOTOS)
+        names += [f"skimage:{n}" for n in DEFAULT_PHOTOS]
     if synthetic:
         arrays += synthetic_images(synthetic, cfg.input_size)
         names += [f"synthetic:{i}" for i in range(synthetic)]
-    if not arrays:
-        arrays = photos() + synthetic_images(5, cfg.input_size)
-        names = [f"skimage:{n}" for n in PHOTO_NAMES[:3]] + [f"synthetic:{i}" for i in range(5)]
     if batch:
         idx = [i % len(arrays) for i in range(batch)]
         arrays, names = [arrays[i] for i in idx], [names[i] for i in idx]
