@@ -198,7 +198,7 @@ def _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress):
     from .export.pipeline import onnx_models_from_torch
 
     built = build_from_options(opts)
-    alias = built.config.alias.replace("/", "_")
+    alias = output_stem(built.config.alias)
     out = Path(out or Path("out") / alias)
     portable = Path(onnx_path) if onnx_path else out / f"{alias}.onnx"
     tensorrt = Path(trt_onnx) if trt_onnx else portable.with_name(portable.name.removesuffix(".onnx") + ".trt.onnx")
@@ -261,7 +261,7 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
         from .export.pipeline import metadata_of
 
         require_tensorrt()
-        lo, opt, hi = (_batches(engine_batch) + [0, 0, 0])[:3]
+        lo, opt, hi = (_batches(engine_batch, "--engine-batch") + [0, 0, 0])[:3]
         options = EngineOptions(batch=(lo, opt, hi), precision=precision, version_compatible=version_compatible,
                                 timing_cache=Path(timing_cache) if timing_cache else None)
         progress(f"building the TensorRT engine {engine}")
@@ -270,10 +270,15 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
     sys.exit(0 if passed else 1)
 
 
+def output_stem(alias: str) -> str:
+    """An alias as a file or folder name."""
+    return alias.replace("/", "_")
+
+
 def resolve_alias(model: str) -> str:
     from .registry import resolve
 
-    return resolve(model).alias.replace("/", "_")
+    return output_stem(resolve(model).alias)
 
 
 @main.command("export")
@@ -311,13 +316,13 @@ def validate_cmd(onnx_file, model, checkpoint, weights, image_dir, batch, tol, d
     sys.exit(0 if passed else 1)
 
 
-def _batches(text: str) -> list[int]:
+def _batches(text: str, flag: str = "--batch") -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"--batch: expected a comma-separated list of integers; got {text!r}") from None
+        raise ConfigError(f"{flag}: expected a comma-separated list of integers; got {text!r}") from None
     if not values or min(values) < 1:
-        raise ConfigError(f"--batch: sizes must be >= 1; got {text!r}")
+        raise ConfigError(f"{flag}: sizes must be >= 1; got {text!r}")
     return values
 
 
