@@ -17,7 +17,7 @@ import torch
 
 from .analysis import dense_tokens, trace_tokens, vit_flops
 from .models import BuiltModel
-from .patch import set_pruning
+from .patch import pruning
 
 
 @dataclass
@@ -93,9 +93,8 @@ def bench_torch(built: BuiltModel, pixels: torch.Tensor, warmup: int, iters: int
     model, cuda = built.model, pixels.is_cuda
     out = []
     for variant, pruned in (("dense", False), ("saint", True)):
-        set_pruning(model, pruned)
-        out.append(row("torch", variant, pixels.shape[0], time_fn(lambda: model(pixels), warmup, iters, min_seconds, cuda)))
-    set_pruning(model, True)
+        with pruning(model, pruned):
+            out.append(row("torch", variant, pixels.shape[0], time_fn(lambda: model(pixels), warmup, iters, min_seconds, cuda)))
     return out
 
 

@@ -16,7 +16,7 @@ import torch
 from .errors import InputError
 from .images import IMAGE_SUFFIXES, load_image, preprocess
 from .models import BuiltModel
-from .patch import set_pruning
+from .patch import pruning
 from .validate import compare_output
 
 Backend = Callable[[torch.Tensor], np.ndarray]
@@ -59,11 +59,8 @@ def torch_backends(built: BuiltModel) -> dict[str, Backend]:
     def run(pruned: bool) -> Backend:
         @torch.no_grad()
         def fn(pixels: torch.Tensor) -> np.ndarray:
-            set_pruning(model, pruned)
-            try:
+            with pruning(model, pruned):
                 return model(pixels).numpy()
-            finally:
-                set_pruning(model, True)
         return fn
 
     return {"torch dense": run(False), "torch SAINT": run(True)}

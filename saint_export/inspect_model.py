@@ -9,7 +9,7 @@ import torch
 
 from .analysis import BlockTokens, dense_tokens, trace_tokens, vit_flops
 from .models import BuiltModel
-from .patch import set_pruning
+from .patch import pruning
 
 
 @dataclass
@@ -49,9 +49,8 @@ class InspectReport:
 @torch.no_grad()
 def inspect_model(built: BuiltModel, pixels: torch.Tensor, names: list[str]) -> InspectReport:
     model = built.model
-    set_pruning(model, False)
-    dense_blocks, dense_logits = trace_tokens(model, pixels)
-    set_pruning(model, True)
+    with pruning(model, False):
+        dense_blocks, dense_logits = trace_tokens(model, pixels)
     blocks, logits = trace_tokens(model, pixels)
     n0 = dense_blocks[0].tokens_in
     agree = (logits.argmax(-1) == dense_logits.argmax(-1)).float().mean().item()

@@ -19,7 +19,7 @@ import torch
 from .errors import InputError, MissingDependencyError
 from .models import BuiltModel
 from .ops import recording
-from .patch import set_pruning
+from .patch import pruning
 
 DEFAULT_TOLERANCES = {"logits": (1e-4, 1e-4)}  # (atol, rtol); kept_index is exact in fp32
 FP16_TOLERANCES = {"logits": (1e-2, 1e-2)}
@@ -153,9 +153,8 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     fp16 = proto_metadata(proto).get("precision") == "fp16"
     tol = {**(FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES), **(tolerances or {})}
     model = built.model
-    set_pruning(model, False)
-    dense = model(pixels)
-    set_pruning(model, True)
+    with pruning(model, False):
+        dense = model(pixels)
     with recording() as drops:
         ref_logits = model(pixels)
     kept_names = drop_output_names(proto)

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import StageError
 from ..models import BuiltModel
-from ..patch import set_pruning
+from ..patch import pruning
 from .opdef import DOMAIN, VERSION, translation_table
 
 INPUT_NAME = "pixels"
@@ -57,10 +57,9 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
     if opset < 18:
         raise StageError("trace", f"opset {opset} is too old; SaintTokenDrop's function needs opset >= 18")
     model = built.model
-    set_pruning(model, pruned)
     example = torch.zeros(batch, 3, built.config.input_size, built.config.input_size)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with pruning(model, pruned), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model, (example,), dynamo=True, opset_version=opset,
@@ -71,8 +70,6 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StageError("trace", f"torch.onnx.export failed for {built.config.alias}: {first[:300]}") from exc
-    finally:
-        set_pruning(model, True)
     ir_model = program.model
     if pruned and built.schedule.rules:
         ir_model.opset_imports[DOMAIN] = VERSION

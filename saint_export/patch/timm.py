@@ -20,7 +20,8 @@ Differences from upstream SAINT's timm patch:
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +144,16 @@ def set_pruning(model: torch.nn.Module, enabled: bool) -> None:
     for i, block in enumerate(model.blocks):
         if isinstance(block, _SaintBlockMixin):
             block._saint_rule = rules[i] if enabled else None
+
+
+@contextlib.contextmanager
+def pruning(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """``with pruning(model, False):`` runs the stock forward; pruning is back on afterwards, even on error."""
+    set_pruning(model, enabled)
+    try:
+        yield
+    finally:
+        set_pruning(model, True)
 
 
 def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
