@@ -19,6 +19,7 @@ from ..errors import StageError
 from ..models import BuiltModel
 from ..patch import pruning
 from .opdef import DOMAIN, VERSION, translation_table
+from .passes import drop_nodes, with_outputs
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
@@ -76,13 +77,11 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
     for key, value in model_metadata(built, pruned).items():
         ir_model.metadata_props[META_PREFIX + key] = value
     ir_model.graph.name = f"{built.config.alias}_{'saint' if pruned else 'dense'}"
-    drops = [node for node in ir_model.graph if node.domain == DOMAIN]
+    drops = drop_nodes(ir_model)
     if pruned and len(drops) != len(built.schedule.rules):
         raise StageError("trace", f"expected {len(built.schedule.rules)} SaintTokenDrop nodes, found {len(drops)}")
     for node, layer in zip(drops, built.schedule.layers):
         if len(node.outputs) != 2:  # onnxscript creates the schema's optional size output too
-            from .passes import with_outputs
-
             node = with_outputs(ir_model.graph, node, 2)
         node.name = f"saint_drop_block{layer}"
         node.outputs[0].name = f"tokens_block{layer}"
