@@ -20,7 +20,8 @@ from saint_export.models import build_model
 from saint_export.ops import recording
 from saint_export.validate import validate_onnx
 
-TINY = ModelConfig(alias="tiny", timm_name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3)
+from helpers import TINY
+
 DISTILLED = ModelConfig(alias="tiny_distilled", timm_name="deit_tiny_distilled_patch16_224", model_kwargs={"depth": 3})
 
 

@@ -36,14 +36,13 @@ def test_one_plugin_network_matches_reference(plugin_lib):
 
 
 def test_engine_from_lowered_onnx_matches_pytorch(plugin_lib, tmp_path):
-    from saint_export.config import ModelConfig
     from saint_export.engine import EngineOptions, TrtRunner, engine_from_onnx
     from saint_export.export.pipeline import onnx_models_from_torch
     from saint_export.images import photos, preprocess, synthetic_images
     from saint_export.models import build_model
     from saint_export.ops import recording
 
-    cfg = ModelConfig(alias="tiny", timm_name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3)
+    from helpers import TINY as cfg
     built = build_model(cfg, overrides={"layers": "0-1"})
     result = onnx_models_from_torch(built, tmp_path / "m.onnx", tmp_path / "m.trt.onnx")
     plan = engine_from_onnx(result.tensorrt, tmp_path / "m.plan", EngineOptions(batch=(1, 4, 8), precision="fp32"))
