@@ -7,9 +7,9 @@ One-call API::
     saint_export.patch.timm(model)          # published schedule: first half, tau 0.75, K 5, gamma 10
 """
 
-from . import ops, patch  # noqa: F401  (ops registers saint::token_drop)
-from .rule import saint_drop
-from .schedule import LayerRule, Schedule, build_schedule
+from .reference import ops, patch  # noqa: F401  (ops registers saint::token_drop)
+from .reference.rule import saint_drop
+from .reference.schedule import LayerRule, Schedule, build_schedule
 
 __version__ = "0.1.0"
 __all__ = ["patch", "ops", "saint_drop", "LayerRule", "Schedule", "build_schedule", "__version__"]

@@ -1,11 +1,14 @@
 """Throughput benchmarks, dense vs SAINT, measured in one run on one machine.
 
-Not a test: nothing here asserts a time. Each row reports latency percentiles, images/s
-and, beside them, the FLOP ratio of that batch (the ideal speedup).
+Not a test: nothing here asserts a time. Every (backend, variant) of one batch size runs
+round-robin, one call each per round with the order rotated every round, so background load
+hits all of them alike; speedups are medians of the per-round paired ratios, with their
+interquartile range as the spread. Each row also shows the FLOP ratio (the ideal speedup).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -15,26 +18,28 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .analysis import dense_tokens, trace_tokens, vit_flops
-from .models import BuiltModel
-from .patch import pruning
+from .models.build import BuiltModel
+from .reference.patch import pruning
+from .verify.analysis import dense_tokens, trace_tokens, vit_flops
+
+Timed = Callable[[], Any]
 
 
 @dataclass
 class BenchRow:
-    backend: str  # "ort" | "torch"
+    backend: str  # "ort" | "torch" | "trt"
     variant: str  # "dense" | "saint"
     batch: int
     iters: int
     p50_ms: float
+    p10_ms: float
     p90_ms: float
-    p99_ms: float
-    images_per_s: float
+    images_per_s: float  # at the median latency
 
 
 def machine() -> dict[str, Any]:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": __import__("os").cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     try:
         import onnxruntime as ort
 
@@ -53,85 +58,98 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def time_fn(fn: Callable[[], Any], warmup: int, iters: int, min_seconds: float, cuda: bool = False) -> list[float]:
-    """Latencies in ms: ``warmup`` untimed calls, then at least ``iters`` calls and ``min_seconds``."""
-    for _ in range(warmup):
+def _time_once(fn: Timed, cuda: bool) -> float:
+    if cuda:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
         fn()
-    times: list[float] = []
+        end.record()
+        torch.cuda.synchronize()
+        return begin.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def interleaved(fns: dict[str, Timed], warmup: int, iters: int, min_seconds: float, cuda: bool = False,
+                label: str = "") -> dict[str, list[float]]:
+    """Latencies in ms per name: ``warmup`` untimed calls each, then rounds of one call each (order
+    rotated per round) until ``iters`` rounds and ``min_seconds`` per function have passed."""
+    from tqdm import tqdm
+
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
     start = time.perf_counter()
-    while len(times) < iters or time.perf_counter() - start < min_seconds:
-        if cuda:
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(begin.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-        if len(times) >= 10 * iters:
-            break
+    with tqdm(desc=label or "bench", unit="round", leave=False) as bar:
+        while len(times[names[0]]) < iters or time.perf_counter() - start < min_seconds * len(names):
+            shift = len(times[names[0]]) % len(names)
+            for name in names[shift:] + names[:shift]:
+                times[name].append(_time_once(fns[name], cuda))
+            bar.update(1)
+            if len(times[names[0]]) >= 10 * iters:
+                break
     return times
 
 
 def row(backend: str, variant: str, batch: int, times: list[float]) -> BenchRow:
     t = np.array(times)
-    return BenchRow(backend, variant, batch, len(times), float(np.percentile(t, 50)), float(np.percentile(t, 90)),
-                    float(np.percentile(t, 99)), float(batch / (t.mean() / 1e3)))
+    p10, p50, p90 = (float(v) for v in np.percentile(t, [10, 50, 90]))
+    return BenchRow(backend, variant, batch, len(times), p50, p10, p90, float(batch / (p50 / 1e3)))
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> tuple[float, float, float]:
+    """Median and interquartile range of slow[i] / fast[i] over rounds."""
+    r = np.array(slow) / np.array(fast)
+    q25, q50, q75 = np.percentile(r, [25, 50, 75])
+    return float(q50), float(q25), float(q75)
 
 
 def flop_ratio(built: BuiltModel, pixels: torch.Tensor) -> tuple[float, list[int]]:
-    blocks, _ = trace_tokens(built.model, pixels)
-    dense = vit_flops(built.model, dense_tokens(built.model, blocks[0].tokens_in))
-    return dense / vit_flops(built.model, blocks), [b.tokens_out for b in blocks]
+    blocks, _ = trace_tokens(built.module, pixels)
+    dense = vit_flops(built.module, dense_tokens(built.module, blocks[0].tokens_in))
+    return dense / vit_flops(built.module, blocks), [b.tokens_out for b in blocks]
 
 
-@torch.no_grad()
-def bench_torch(built: BuiltModel, pixels: torch.Tensor, warmup: int, iters: int, min_seconds: float) -> list[BenchRow]:
-    model, cuda = built.model, pixels.is_cuda
-    out = []
-    for variant, pruned in (("dense", False), ("saint", True)):
-        with pruning(model, pruned):
-            out.append(row("torch", variant, pixels.shape[0], time_fn(lambda: model(pixels), warmup, iters, min_seconds, cuda)))
-    return out
+def torch_fns(built: BuiltModel, pixels: torch.Tensor) -> dict[str, Timed]:
+    module = built.module
+
+    def call(pruned: bool) -> Timed:
+        @torch.no_grad()
+        def fn():
+            with pruning(module, pruned):
+                return module(pixels)
+        return fn
+
+    return {"torch dense": call(False), "torch saint": call(True)}
 
 
-def ort_session(path: Path, device: str = "cpu"):
-    import onnxruntime as ort
-
-    from .validate import providers
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=providers(device))
-
-
-def bench_ort(dense_session, saint_session, pixels: torch.Tensor, warmup: int, iters: int, min_seconds: float) -> list[BenchRow]:
+def ort_fns(sessions: dict[str, Any], pixels: torch.Tensor) -> dict[str, Timed]:
     feed = {"pixels": pixels.cpu().numpy()}
-    return [row("ort", variant, pixels.shape[0], time_fn(lambda s=s: s.run(["logits"], feed), warmup, iters, min_seconds))
-            for variant, s in (("dense", dense_session), ("saint", saint_session))]
+    return {f"ort {variant}": (lambda s=s: s.run(["logits"], feed)) for variant, s in sessions.items()}
 
 
-def bench_trt(dense_runner, saint_runner, pixels: torch.Tensor, warmup: int, iters: int, min_seconds: float) -> list[BenchRow]:
+def trt_fns(runners: dict[str, Any], pixels: torch.Tensor) -> dict[str, Timed]:
     """TensorRT engines through TrtRunner (host-to-device copy of the batch included)."""
-    return [row("trt", variant, pixels.shape[0], time_fn(lambda r=r: r.run(pixels), warmup, iters, min_seconds, cuda=True))
-            for variant, r in (("dense", dense_runner), ("saint", saint_runner))]
+    return {f"trt {variant}": (lambda r=r: r.run(pixels)) for variant, r in runners.items()}
 
 
-def summarize(rows: list[BenchRow], ratios: dict[int, float]) -> list[dict[str, Any]]:
-    """One line per (backend, batch): dense and SAINT images/s, speedup, FLOP ratio, efficiency."""
+def summarize(rows: list[BenchRow], times: dict[tuple[int, str], list[float]], ratios: dict[int, float]) -> list[dict[str, Any]]:
+    """One line per (backend, batch): images/s, paired speedup with its spread, FLOP ratio, efficiency."""
     out = []
-    for backend in dict.fromkeys(r.backend for r in rows):
-        for batch in dict.fromkeys(r.batch for r in rows):
-            d = next((r for r in rows if r.backend == backend and r.batch == batch and r.variant == "dense"), None)
-            s = next((r for r in rows if r.backend == backend and r.batch == batch and r.variant == "saint"), None)
-            if d and s:
-                speedup = s.images_per_s / d.images_per_s
-                out.append({"backend": backend, "batch": batch, "dense_img_s": d.images_per_s, "saint_img_s": s.images_per_s,
-                            "speedup": speedup, "flop_ratio": ratios[batch], "speedup_over_flop_ratio": speedup / ratios[batch]})
+    for r in rows:
+        if r.variant != "saint":
+            continue
+        dense = times.get((r.batch, f"{r.backend} dense"))
+        if dense is None:
+            continue
+        d = next(x for x in rows if x.backend == r.backend and x.batch == r.batch and x.variant == "dense")
+        speedup, lo, hi = paired_ratio(dense, times[(r.batch, f"{r.backend} saint")])
+        out.append({"backend": r.backend, "batch": r.batch, "dense_img_s": d.images_per_s, "saint_img_s": r.images_per_s,
+                    "speedup": speedup, "speedup_iqr": [lo, hi], "flop_ratio": ratios[r.batch],
+                    "speedup_over_flop_ratio": speedup / ratios[r.batch]})
     return out
 
 
@@ -139,16 +157,17 @@ def report_json(model: str, rows: list[BenchRow], summary: list[dict[str, Any]],
     return {"model": model, "machine": machine(), "rows": [asdict(r) for r in rows], "summary": summary, **extra}
 
 
-def summary_table(summary: list[dict[str, Any]], rows: list[BenchRow]) -> str:
-    lines = [f"{'backend':<7} {'batch':>5} {'dense img/s':>12} {'SAINT img/s':>12} {'speedup':>8} {'FLOP ratio':>10} {'speedup/FLOPs':>13}"]
+def summary_table(summary: list[dict[str, Any]], times: dict[tuple[int, str], list[float]]) -> str:
+    lines = [f"{'backend':<7} {'batch':>5} {'dense img/s':>12} {'SAINT img/s':>12} {'speedup (IQR)':>20} {'FLOP ratio':>10} {'speedup/FLOPs':>13}"]
     for s in summary:
-        lines.append(f"{s['backend']:<7} {s['batch']:>5} {s['dense_img_s']:>12.1f} {s['saint_img_s']:>12.1f} "
-                     f"{s['speedup']:>7.2f}x {s['flop_ratio']:>9.2f}x {s['speedup_over_flop_ratio']:>13.2f}")
-    by = {(r.backend, r.variant, r.batch): r for r in rows}
-    for batch in sorted({r.batch for r in rows}):
-        o, t = by.get(("ort", "saint", batch)), by.get(("torch", "saint", batch))
-        if o and t:
-            lines.append(f"batch {batch}: SAINT on onnxruntime vs SAINT in PyTorch eager: {o.images_per_s / t.images_per_s:.2f}x")
+        spread = f"{s['speedup']:.2f}x ({s['speedup_iqr'][0]:.2f}-{s['speedup_iqr'][1]:.2f})"
+        lines.append(f"{s['backend']:<7} {s['batch']:>5} {s['dense_img_s']:>12.1f} {s['saint_img_s']:>12.1f} {spread:>20} "
+                     f"{s['flop_ratio']:>9.2f}x {s['speedup_over_flop_ratio']:>13.2f}")
+    for batch in sorted({b for b, _ in times}):
+        torch_t, ort_t = times.get((batch, "torch saint")), times.get((batch, "ort saint"))
+        if torch_t and ort_t:
+            ratio, lo, hi = paired_ratio(torch_t, ort_t)
+            lines.append(f"batch {batch}: SAINT on onnxruntime vs SAINT in PyTorch eager: {ratio:.2f}x ({lo:.2f}-{hi:.2f})")
     return "\n".join(lines)
 
 
@@ -158,50 +177,60 @@ def throughput_series(rows: list[BenchRow], batches: list[int]) -> dict[str, lis
             for b in dict.fromkeys(r.backend for r in rows) for v in ("dense", "saint")}
 
 
+def _prepare(built: BuiltModel, backends: tuple[str, ...], batches: list[int], device: str, tmp: Path,
+             progress: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from .export.pipeline import onnx_models_from_torch
+    from .verify.backends import ort_session
+
+    sessions, runners = {}, {}
+    if "trt" in backends:
+        from .tensorrt.engine import EngineOptions, TrtRunner, engine_from_onnx
+
+        progress("exporting and building dense and SAINT TensorRT engines")
+        options = EngineOptions(batch=(1, max(batches), max(batches)))
+        for variant, pruned in (("dense", False), ("saint", True)):
+            portable, lowered = tmp / f"{variant}.p.onnx", tmp / f"{variant}.trt.onnx"
+            onnx_models_from_torch(built, portable, lowered, pruned=pruned)
+            runners[variant] = TrtRunner(engine_from_onnx(lowered, tmp / f"{variant}.plan", options))
+    if "ort" in backends:
+        progress("exporting dense and SAINT ONNX models")
+        for variant, pruned in (("dense", False), ("saint", True)):
+            onnx_models_from_torch(built, tmp / f"{variant}.onnx", None, pruned=pruned)
+            sessions[variant] = ort_session(tmp / f"{variant}.onnx", device)
+    return sessions, runners
+
+
 def run_bench(built: BuiltModel, backends: tuple[str, ...], batches: list[int], image_dir: str | None, device: str,
-              warmup: int, iters: int, min_seconds: float,
-              progress: Callable[[str], None] = lambda s: None) -> tuple[list[BenchRow], dict[int, float], dict[int, list[int]]]:
-    """Export/build what the backends need in a temporary folder, then time dense and SAINT at each
-    batch size. Returns (rows, FLOP ratio per batch, tokens after each block per batch)."""
+              warmup: int, iters: int, min_seconds: float, progress: Callable[[str], None] = lambda s: None):
+    """Export/build what the backends need in a temporary folder, then time every backend's dense and
+    SAINT model round-robin at each batch size. Returns (rows, per-round times, FLOP ratio per batch,
+    tokens after each block per batch)."""
     import tempfile
 
-    from .export.pipeline import onnx_models_from_torch
-    from .images import gather_inputs
+    from .inputs import gather_inputs
 
     rows: list[BenchRow] = []
+    times: dict[tuple[int, str], list[float]] = {}
     ratios: dict[int, float] = {}
     tokens: dict[int, list[int]] = {}
+    cuda = device == "cuda"
     with tempfile.TemporaryDirectory(prefix="saint-bench.") as tmp:
-        sessions = runners = None
-        if "trt" in backends:
-            from .engine import EngineOptions, TrtRunner, engine_from_onnx
-
-            progress("exporting and building dense and SAINT TensorRT engines")
-            options = EngineOptions(batch=(1, max(batches), max(batches)))
-            plans = []
-            for variant, pruned in (("dense", False), ("saint", True)):
-                portable, lowered = Path(tmp) / f"{variant}.p.onnx", Path(tmp) / f"{variant}.trt.onnx"
-                onnx_models_from_torch(built, portable, lowered, pruned=pruned)
-                plans.append(engine_from_onnx(lowered, Path(tmp) / f"{variant}.plan", options))
-            runners = tuple(TrtRunner(p) for p in plans)
-        if "ort" in backends:
-            progress("exporting dense and SAINT ONNX models")
-            onnx_models_from_torch(built, Path(tmp) / "dense.onnx", None, pruned=False)
-            onnx_models_from_torch(built, Path(tmp) / "saint.onnx", None, pruned=True)
-            sessions = (ort_session(Path(tmp) / "dense.onnx", device), ort_session(Path(tmp) / "saint.onnx", device))
-        for b in batches:
-            pixels, _ = gather_inputs(built.config, image_dir=image_dir, batch=b)
+        sessions, runners = _prepare(built, backends, batches, device, Path(tmp), progress)
+        inputs = {b: gather_inputs(built.config, image_dir=image_dir, batch=b)[0] for b in batches}
+        for b, pixels in inputs.items():
             ratios[b], tokens[b] = flop_ratio(built, pixels)
-            if sessions:
-                progress(f"onnxruntime, batch {b}")
-                rows += bench_ort(*sessions, pixels, warmup, iters, min_seconds)
-            if runners:
-                progress(f"TensorRT, batch {b}")
-                rows += bench_trt(*runners, pixels, warmup, iters, min_seconds)
-            if "torch" in backends:
-                progress(f"PyTorch eager, batch {b}")
-                if device == "cuda":
-                    built.model.cuda()
-                rows += bench_torch(built, pixels.cuda() if device == "cuda" else pixels, warmup, iters, min_seconds)
-                built.model.cpu()
-    return rows, ratios, tokens
+        if cuda:
+            built.module.cuda()
+        try:
+            for b, pixels in inputs.items():
+                fns = {**ort_fns(sessions, pixels), **trt_fns(runners, pixels)}
+                if "torch" in backends:
+                    fns.update(torch_fns(built, pixels.cuda() if cuda else pixels))
+                progress(f"batch {b}: {', '.join(fns)} round-robin")
+                for name, latencies in interleaved(fns, warmup, iters, min_seconds, cuda, f"batch {b}").items():
+                    backend, variant = name.split()
+                    times[(b, name)] = latencies
+                    rows.append(row(backend, variant, b, latencies))
+        finally:
+            built.module.cpu()
+    return rows, times, ratios, tokens

@@ -7,7 +7,7 @@ Exit codes (also listed in the README and in ``saint-export --help``):
 1     a check or validation ran and FAILED (parity outside tolerance)
 2     command-line usage error (click)
 3     configuration error: unknown model, bad YAML field, bad value
-4     unreadable input: image, checkpoint, ONNX file, directory
+4     unreadable input (image, checkpoint, ONNX file, directory) or unwritable output
 5     missing dependency or resource: network/hub, TensorRT, GPU
 6     output already exists (use --force to replace it)
 7     a pipeline stage failed (export, a graph pass, engine build)
@@ -68,7 +68,7 @@ EXIT_CODES = {
     1: "check/validation failed",
     2: "usage error",
     3: "configuration error (model, YAML field, parameter range)",
-    4: "unreadable input (image, checkpoint, ONNX, directory)",
+    4: "unreadable input or unwritable output (image, checkpoint, ONNX, directory)",
     5: "missing dependency (network, TensorRT, GPU, package)",
     6: "output exists (use --force)",
     7: "pipeline stage failed (export, pass, engine build)",

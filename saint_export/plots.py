@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .io import write_with
+from .io import TOOL_MARK, write_with
+
+PNG_METADATA = {"Software": TOOL_MARK}  # lets a re-run replace its own charts
 
 
 def _figure():
@@ -30,7 +32,7 @@ def plot_tokens(path: str | Path, title: str, dense: list[int], pruned: list[int
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), force)
+    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA), force)
     plt.close(fig)
     return out
 
@@ -48,6 +50,6 @@ def plot_throughput(path: str | Path, title: str, batches: list[int], series: di
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), force)
+    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA), force)
     plt.close(fig)
     return out

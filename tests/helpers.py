@@ -5,9 +5,9 @@ from __future__ import annotations
 import timm
 import torch
 
-from saint_export.config import ModelConfig
-from saint_export.images import photos, preprocess, synthetic_images
-from saint_export.rule import saint_drop
+from saint_export.models.config import ModelConfig
+from saint_export.inputs import photos, preprocess, synthetic_images
+from saint_export.reference.rule import saint_drop
 
 TINY = ModelConfig(alias="tiny", timm_name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3)
 

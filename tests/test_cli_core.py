@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -35,31 +36,56 @@ def test_list_with_wildcards(run):
     assert res.exit_code == 3 and "no model matches" in res.output
 
 
-def test_inspect_vit_b16_synthetic(run, tmp_path):
-    res = run("inspect", "vit_b16", "--synthetic", "--json", "r.json")
+def test_inspect_vit_b16_synthetic_writes_under_out_and_reruns(run, tmp_path):
+    res = run("inspect", "vit_b16", "--synthetic")
     assert res.exit_code == 0, res.output
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "out" / "vit_b16" / "inspect.json").read_text())
     blocks = report["blocks"]
     assert len(blocks) == 12 and blocks[0]["tokens_in"] == 197
     assert [b["prunes"] for b in blocks] == [True] * 6 + [False] * 6
     assert all(b["r"] == 0 for b in blocks[6:])
     assert sum(b["r"] for b in blocks) > 0
     assert report["flops_saint"] < report["flops_dense"]
-    png = tmp_path / "vit_b16_tokens.png"
+    assert set(report["agreement"]) == {"top1"}  # a classifier
+    png = tmp_path / "out" / "vit_b16" / "tokens.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "GFLOPs/image" in res.output
+    assert not list(tmp_path.glob("*.png"))  # nothing in the current directory
+    again = run("inspect", "vit_b16", "--synthetic")  # the same command again replaces its own files
+    assert again.exit_code == 0, again.output
 
 
-def test_inspect_user_image_and_no_clobber(run, tmp_path):
+def test_inspect_backbone_reports_embedding_cosine(run, tmp_path):
+    res = run("inspect", "dinov2_s_reg4", "--synthetic", "--layers", "0-1", "--threshold", "0.6")
+    assert res.exit_code == 0, res.output
+    agreement = json.loads((tmp_path / "out" / "dinov2_s_reg4" / "inspect.json").read_text())["agreement"]
+    assert set(agreement) == {"cosine", "cosine_min", "nn"} and -1 <= agreement["cosine_min"] <= agreement["cosine"] <= 1
+    assert "cosine" in res.output and "top-1" not in res.output
+
+
+def test_inspect_user_files_are_never_replaced_without_force(run, tmp_path):
     img = (torch.arange(64 * 64 * 3) % 251).reshape(64, 64, 3).to(torch.uint8).numpy()
     Image.fromarray(img).save(tmp_path / "x.png")
     args = ("inspect", "vit_t16", "--image", "x.png", "--layers", "0-1", "--threshold", "0.6", "--plot", "p.png")
     assert run(*args).exit_code == 0
-    before = (tmp_path / "p.png").read_bytes()
-    res = run(*args)
-    assert res.exit_code == 6 and "already exists" in res.output
-    assert (tmp_path / "p.png").read_bytes() == before
-    assert run(*args, "--force").exit_code == 0
+    assert run(*args).exit_code == 0  # p.png is saint-export's own chart: replaced
+    res = run(*args[:-1], "x.png")  # the user's image as the plot target
+    assert res.exit_code == 6 and "not written by saint-export" in res.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), img)
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    res = run(*args, "--json", "notes.json")
+    assert res.exit_code == 6 and json.loads((tmp_path / "notes.json").read_text()) == {"mine": 1}
+    assert run(*args, "--json", "notes.json", "--force").exit_code == 0
+
+
+def test_unwritable_output_fails_at_once(run):
+    import time
+
+    start = time.perf_counter()
+    res = run("export", "vit_s16", "--out", "/proc/forbidden")
+    assert res.exit_code == 4 and "cannot write into /proc/forbidden" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert time.perf_counter() - start < 20  # before tracing (which takes ~26 s here); generous for slow CI
 
 
 @pytest.mark.parametrize("args,code,needle", [

@@ -37,10 +37,9 @@ def test_main_command_exports_both_and_validates(run, tmp_path):
     report = json.loads((tmp_path / "o/validation.json").read_text())
     assert report["passed"] and report["tokens_torch"] == report["tokens_onnx"]
     assert (tmp_path / "o/tiny2.onnx").is_file() and (tmp_path / "o/tiny2.trt.onnx").is_file()
-    before = (tmp_path / "o/tiny2.onnx").read_bytes()
-    res = run("tiny2.yaml", "--out", "o", "--quiet")
-    assert res.exit_code == 6 and "already exists" in res.output
-    assert (tmp_path / "o/tiny2.onnx").read_bytes() == before
+    res = run("tiny2.yaml", "--out", "o", "--batch", "4", "--quiet")  # the same command again: its own files replaced
+    assert res.exit_code == 0, res.output
+    assert not [p.name for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]  # no staging left behind
 
     res = run("validate", "o/tiny2.onnx", "--batch", "3", "--json", "v.json")
     assert res.exit_code == 0, res.output
@@ -69,6 +68,7 @@ def test_engine_without_tensorrt_writes_onnx_then_stops_clearly(run, tmp_path):
 @pytest.mark.parametrize("args,code,needle", [
     (("validate", "missing.onnx"), 4, "does not exist"),
     (("validate", "garbage.onnx"), 4, "cannot read ONNX"),
+    (("export", "tiny2.yaml", "--onnx", "mine.onnx"), 6, "not written by saint-export"),
     (("tiny2.yaml", "--opset", "17"), 2, "17"),
     (("nonexistent_model",), 3, "unknown model"),
     (("tiny2.yaml", "--threshold", "2"), 3, "threshold"),
@@ -76,6 +76,7 @@ def test_engine_without_tensorrt_writes_onnx_then_stops_clearly(run, tmp_path):
 ])
 def test_cli_errors(run, tmp_path, args, code, needle):
     (tmp_path / "garbage.onnx").write_bytes(b"\x01\x02 not a protobuf at all")
+    (tmp_path / "mine.onnx").write_bytes(b"the user's own model")
     res = run(*args)
     assert res.exit_code == code, res.output
     assert needle in res.output and "Traceback" not in res.output
@@ -94,14 +95,16 @@ def test_bench_torch_and_ort(run, tmp_path):
 def test_engine_sidecar_and_options_without_tensorrt():
     from pathlib import Path
 
-    from saint_export.engine import EngineOptions, sidecar, sidecar_path
+    from saint_export.tensorrt.engine import EngineOptions, sidecar, sidecar_path
     from saint_export.errors import InputError
 
+    from saint_export.models.record import ModelRecord
+
     schedule = [{"layer": 0, "threshold": 0.75, "k": 5, "gamma": 10.0, "fixed_r": 16}]
+    record = ModelRecord({"alias": "vit_b16"}, "random(seed=3)", schedule, 1)
     data = sidecar(EngineOptions(batch=(1, 4, 8), precision="fp16"), [{"name": "pixels", "shape": [-1, 3, 224, 224]}],
-                   Path("libsaint_plugins.so"), "10.3.0", {"model": "vit_b16", "schedule": json.dumps(schedule),
-                                                           "weights": "random(seed=3)", "config": json.dumps({"alias": "vit_b16"})})
-    assert data["config"] == {"alias": "vit_b16"} and data["weights"] == "random(seed=3)"
+                   Path("libsaint_plugins.so"), "10.3.0", record)
+    assert ModelRecord.from_json(json.loads(json.dumps(data))["record"], "sidecar") == record
     assert data["model"] == "vit_b16" and data["precision"] == "fp16" and data["tensorrt_version"] == "10.3.0"
     assert data["batch_independent"] is True and data["plugin"]["namespace"] == "saint"
     assert data["build_options"]["batch"] == (1, 4, 8)
@@ -115,7 +118,7 @@ def test_engine_sidecar_and_options_without_tensorrt():
 def test_check_model_and_onnx_with_dataset(run, tmp_path):
     from PIL import Image
 
-    from saint_export.images import synthetic_images
+    from saint_export.inputs import synthetic_images
 
     for c, cls in enumerate(["n01", "n02"]):
         (tmp_path / "ds" / cls).mkdir(parents=True)
@@ -135,5 +138,8 @@ def test_check_model_and_onnx_with_dataset(run, tmp_path):
     assert res.exit_code == 1 and "FAIL" in res.output and "onnxruntime" in res.output
     res = run("check", "m.plan")
     assert res.exit_code == 5 and "TensorRT" in res.output
+    res = run("check", "m.trt.onnx")
+    assert res.exit_code == 4 and "TensorRT-lowered" in res.output and "m.onnx" in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
     res = run("check", "tiny2.yaml", "--dataset", "nowhere")
     assert res.exit_code == 4 and "not a directory" in res.output

@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from saint_export.rule import saint_drop, similarity
+from saint_export.reference.rule import saint_drop, similarity
 
 pytestmark = pytest.mark.gpu
 
@@ -19,7 +19,7 @@ if not torch.cuda.is_available():
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     from saint_export.errors import SaintExportError
-    from saint_export.kernels import KernelHarness, build_harness, find_harness
+    from saint_export.tensorrt.kernels import KernelHarness, build_harness, find_harness
 
     path = find_harness()
     if path is None:

@@ -8,17 +8,17 @@ import pytest
 import torch
 from onnx_ir.passes import PostconditionError, PreconditionError
 
-from saint_export.config import ModelConfig
+from saint_export.models.config import ModelConfig
 from saint_export.errors import OutputExistsError, StageError
 from saint_export.export import passes
 from saint_export.export.opdef import PLUGIN_NAMESPACE, PLUGIN_VERSION
-from saint_export.export.pipeline import metadata_of, onnx_models_from_torch, schedule_from_metadata
-from saint_export.export.rebuild import built_from_onnx
+from saint_export.export.pipeline import onnx_models_from_torch
+from saint_export.models.record import ModelRecord, built_from_onnx
 from saint_export.export.trace import onnx_from_torch
-from saint_export.images import photos, preprocess, synthetic_images
-from saint_export.models import build_model
-from saint_export.ops import recording
-from saint_export.validate import validate_onnx
+from saint_export.inputs import photos, preprocess, synthetic_images
+from saint_export.models.build import build_model
+from saint_export.reference.ops import recording
+from saint_export.verify.validate import validate_onnx
 
 from helpers import TINY
 
@@ -39,10 +39,11 @@ def exported(tmp_path_factory):
 
 
 def ort_run(path, pixels, extra=()):
-    from saint_export.validate import session_with_outputs
-
     from pathlib import Path
-    s = session_with_outputs(Path(path), list(extra), ["CPUExecutionProvider"])
+
+    from saint_export.verify.backends import ort_session
+
+    s = ort_session(Path(path), "cpu", tuple(extra))
     return s.run(["logits", *extra], {"pixels": pixels.numpy()})
 
 
@@ -79,7 +80,7 @@ def test_different_inputs_prune_different_counts_through_one_file(exported):
     for pixels in (flat, photo):
         got = ort_run(result.portable, pixels, names)
         with recording() as drops, torch.no_grad():
-            ref = built.model(pixels)
+            ref = built.module(pixels)
         counts.append([k.shape[1] for k in got[1:]])
         assert counts[-1] == [k.shape[1] for _, k in drops]
         assert np.abs(got[0] - ref.numpy()).max() <= 1e-4
@@ -95,7 +96,7 @@ def test_batch_mean_r_through_onnx(exported):
     r_single = [197 - c for c in singles]
     assert 197 - batch_count == sum(r_single) // len(r_single)  # first block sees the same tokens either way
     with recording() as drops, torch.no_grad():
-        built.model(pixels)
+        built.module(pixels)
     assert np.array_equal(got[1], drops[0][1].numpy())
 
 
@@ -152,13 +153,14 @@ def test_protected_tokens_beyond_class_token(tmp_path):
 
 def test_metadata_rebuilds_the_same_model(exported):
     built, result = exported
-    meta = metadata_of(result.portable)
-    assert meta["model"] == "tiny" and meta["weights"] == "random(seed=0)" and meta["protected"] == "1"
-    spec = schedule_from_metadata(meta)
+    record = ModelRecord.from_onnx(result.portable)
+    assert record.alias == "tiny" and record.weights == "random(seed=0)" and record.protected == 1
+    assert ModelRecord.from_json(record.to_json(), "sidecar") == record  # the engine sidecar carries the same record
+    spec = record.schedule_overrides()
     assert spec["layers"] == [0, 1, 2] and spec["threshold"] == [0.75, 0.7, 0.75] and spec["k"] == [5, 4, 5]
     again = built_from_onnx(result.portable)  # "tiny" is no registered alias: the config comes from the file
     assert again.schedule == built.schedule and again.weights == built.weights
-    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), built.model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(again.module.state_dict().values(), built.module.state_dict().values()))
 
 
 def test_atomic_and_no_clobber(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from saint_export.rule import saint_drop, similarity
+from saint_export.reference.rule import saint_drop, similarity
 
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 pytestmark = pytest.mark.skipif(NVCC is None or shutil.which("cmake") is None, reason="needs nvcc and cmake")
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(NVCC is None or shutil.which("cmake") is None, r
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    from saint_export.kernels import KernelHarness, build_harness
+    from saint_export.tensorrt.kernels import KernelHarness, build_harness
 
     path = build_harness(tmp_path_factory.mktemp("twin"), cuda_archs="90",
                          extra=("-DSAINT_BUILD_PLUGIN=OFF", "-DSAINT_BUILD_TESTS=OFF", "-DSAINT_BUILD_SAMPLES=OFF"))

@@ -8,7 +8,7 @@ import torch
 from onnx import TensorProto, helper
 
 from saint_export.export.function import function_proto
-from saint_export.rule import saint_drop
+from saint_export.reference.rule import saint_drop
 
 
 def session(attrs, dtype=TensorProto.FLOAT):

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from saint_export import patch
-from saint_export.analysis import trace_tokens
+from saint_export.verify.analysis import trace_tokens
 from saint_export.errors import ConfigError
-from saint_export.ops import op_token_drop
-from saint_export.rule import saint_drop
-from saint_export.schedule import build_schedule
+from saint_export.reference.ops import op_token_drop
+from saint_export.reference.rule import saint_drop
+from saint_export.reference.schedule import build_schedule
 
 from helpers import redundant_batch, reference_forward, tiny_vit
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from saint_export.config import config_from_mapping, load_config_file
+from saint_export.models.config import config_from_mapping, load_config_file
 from saint_export.errors import ConfigError, InputError
-from saint_export.registry import aliases, list_models, resolve
-from saint_export.schedule import build_schedule, parse_layers
+from saint_export.models.registry import aliases, list_models, resolve
+from saint_export.reference.schedule import build_schedule, parse_layers
 
 REQUIRED = ["vit_s16", "vit_b16", "vit_l16", "vit_h14", "deit_s", "deit_b", "deit3_h14"]
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from saint_export.rule import row_scores, saint_drop, similarity, vote_r
+from saint_export.reference.rule import row_scores, saint_drop, similarity, vote_r
 
 
 def unit(*xs):

@@ -10,8 +10,8 @@ trt = pytest.importorskip("tensorrt", reason="needs TensorRT (pip install 'saint
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-from saint_export.engine import load_plugin_library, plugin_library_path  # noqa: E402
-from saint_export.rule import saint_drop  # noqa: E402
+from saint_export.tensorrt.engine import load_plugin_library, plugin_library_path  # noqa: E402
+from saint_export.reference.rule import saint_drop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def plugin_lib():
 
 
 def test_one_plugin_network_matches_reference(plugin_lib):
-    from saint_export.engine import run_single_plugin
+    from saint_export.tensorrt.engine import run_single_plugin
 
     torch.manual_seed(0)
     metric = torch.randn(4, 197, 64)
@@ -36,11 +36,11 @@ def test_one_plugin_network_matches_reference(plugin_lib):
 
 
 def test_engine_from_lowered_onnx_matches_pytorch(plugin_lib, tmp_path):
-    from saint_export.engine import EngineOptions, TrtRunner, engine_from_onnx
+    from saint_export.tensorrt.engine import EngineOptions, TrtRunner, engine_from_onnx
     from saint_export.export.pipeline import onnx_models_from_torch
-    from saint_export.images import photos, preprocess, synthetic_images
-    from saint_export.models import build_model
-    from saint_export.ops import recording
+    from saint_export.inputs import photos, preprocess, synthetic_images
+    from saint_export.models.build import build_model
+    from saint_export.reference.ops import recording
 
     from helpers import TINY as cfg
     built = build_model(cfg, overrides={"layers": "0-1"})
@@ -48,7 +48,7 @@ def test_engine_from_lowered_onnx_matches_pytorch(plugin_lib, tmp_path):
     plan = engine_from_onnx(result.tensorrt, tmp_path / "m.plan", EngineOptions(batch=(1, 4, 8), precision="fp32"))
     pixels = preprocess(photos() + synthetic_images(5), cfg)
     with torch.no_grad(), recording() as drops:
-        ref = built.model(pixels)
+        ref = built.module(pixels)
     got = TrtRunner(plan).run(pixels)
     assert (got - ref).abs().max().item() < 1e-3
     assert (got.argmax(-1) == ref.argmax(-1)).all()

@@ -8,7 +8,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from saint_export.cli import main
-from saint_export.engine import EngineOptions, sidecar
+from saint_export.models.record import ModelRecord
+from saint_export.tensorrt.engine import EngineOptions, sidecar
 
 IO = [{"name": "pixels", "shape": [-1, 3, 224, 224], "dtype": "DataType.FLOAT"},
       {"name": "logits", "shape": [-1, 1000], "dtype": "DataType.FLOAT", "output": True}]
@@ -20,7 +21,8 @@ def write_engine(tmp_path, fixed: bool):
     plan.write_bytes(b"engine bytes (opaque to the generator)")
     lib = tmp_path / "libsaint_plugins.so"
     lib.write_bytes(b"\x7fELF plugin")
-    data = sidecar(EngineOptions(batch=(1, 8, 32)), IO, lib, "10.3.0", {"model": "vit_b16", "schedule": json.dumps(schedule)})
+    record = ModelRecord({"alias": "vit_b16"}, "random(seed=0)", schedule, 1)
+    data = sidecar(EngineOptions(batch=(1, 8, 32)), IO, lib, "10.3.0", record)
     (tmp_path / "m.plan.json").write_text(json.dumps(data))
     return plan, lib
 
@@ -52,8 +54,13 @@ def test_repository_errors(tmp_path):
     plan, lib = write_engine(tmp_path, False)
     run = lambda *a: CliRunner().invoke(main, ["triton", *a])  # noqa: E731
     assert run(str(plan), "--repo", str(tmp_path / "r"), "--plugin", str(lib)).exit_code == 0
-    res = run(str(plan), "--repo", str(tmp_path / "r"), "--plugin", str(lib))
-    assert res.exit_code == 6 and "already exists" in res.output
+    assert run(str(plan), "--repo", str(tmp_path / "r"), "--plugin", str(lib)).exit_code == 0  # its own folder: replaced
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["vit_b16"]
+    (tmp_path / "r" / "mine").mkdir()
+    (tmp_path / "r" / "mine" / "notes.txt").write_text("the user's")
+    res = run(str(plan), "--repo", str(tmp_path / "r"), "--plugin", str(lib), "--name", "mine")
+    assert res.exit_code == 4 and "is a directory" in res.output
+    assert (tmp_path / "r" / "mine" / "notes.txt").read_text() == "the user's"
     res = run(str(plan), "--repo", str(tmp_path / "r2"), "--plugin", str(lib), "--max-batch", "64")
     assert res.exit_code == 4 and "outside the engine's profile" in res.output
     (tmp_path / "m.plan.json").unlink()
@@ -65,7 +72,7 @@ def test_repository_errors(tmp_path):
 
 def test_bad_config_fails_triton_parser():
     from saint_export.errors import StageError
-    from saint_export.triton import validate_config
+    from saint_export.tensorrt.triton import validate_config
 
     with pytest.raises(StageError, match="does not parse"):
         validate_config('name: "x"\nplatform: "tensorrt_plan"\nmax_batch_size: eight\n')

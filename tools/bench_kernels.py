@@ -43,8 +43,8 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import timm.models.vision_transformer as vt
 
-    from saint_export.kernels import KernelHarness, build_harness, find_harness
-    from saint_export.rule import saint_drop
+    from saint_export.tensorrt.kernels import KernelHarness, build_harness, find_harness
+    from saint_export.reference.rule import saint_drop
 
     lib = find_harness() or build_harness(Path(tempfile.mkdtemp()), extra=("-DSAINT_BUILD_PLUGIN=OFF",))
     harness = KernelHarness(lib)

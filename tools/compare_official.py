@@ -69,9 +69,9 @@ def main() -> int:
     sys.path.insert(0, args.saint_repo)
     import saint as official  # noqa: E402  (the user's checkout)
 
-    from saint_export.images import gather_inputs
-    from saint_export.models import build_model
-    from saint_export.registry import resolve
+    from saint_export.inputs import gather_inputs
+    from saint_export.models.build import build_model
+    from saint_export.models.registry import resolve
 
     cfg = resolve(args.model)
     built = build_model(cfg, args.weights, args.checkpoint, {"threshold": args.threshold})
@@ -80,10 +80,10 @@ def main() -> int:
     if layers != list(range(len(layers))) or any(r.k != 5 or r.gamma != 10.0 or r.fixed_r >= 0 for r in rules.values()):
         print("the official code supports a contiguous prefix of blocks with K=5, gamma=10 and no fixed_r", file=sys.stderr)
         return 2
-    ours = built.model
+    ours = built.module
     for block in ours.blocks:
         block.attn.fused_attn = False
-    from saint_export.patch import remove_patch
+    from saint_export.reference.patch import remove_patch
 
     theirs = copy.deepcopy(ours)
     remove_patch(theirs)

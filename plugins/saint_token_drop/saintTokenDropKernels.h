@@ -1,7 +1,7 @@
 /*
  * SaintTokenDrop CUDA kernels: a plain C++ launch API with no TensorRT dependency.
  *
- * Semantics are saint_export.rule.saint_drop (the reference):
+ * Semantics are saint_export.reference.rule.saint_drop (the reference):
  *   m = normalize(metric[:, P:]) in float32; a = even rows, b = odd rows
  *   S = a b^T; cnt = #{S >= tau}; r = (sum_b #{cnt >= K}) / B  (or min(fixed_r, Na)), clamp [0, Na]
  *   score = cnt * exp(gamma * (mean valid S - tau)) if cnt > 0 else mean(S row)

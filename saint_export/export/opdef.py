@@ -73,7 +73,7 @@ def translation_table() -> dict:
     import onnxscript
     import torch
 
-    from .. import ops  # noqa: F401  (registers the torch op)
+    from ..reference import ops  # noqa: F401  (registers the torch op)
 
     register_schema()
     opset = onnxscript.values.Opset(DOMAIN, VERSION)

@@ -4,7 +4,6 @@ moved into place only when all of them are complete."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -15,10 +14,12 @@ from typing import Callable
 import onnx_ir as ir
 from onnx_ir.passes import InvariantError, PassError
 
-from ..errors import ConfigError, InputError, OutputExistsError, StageError
-from ..models import BuiltModel
+from ..errors import ConfigError, InputError, StageError
+from ..io import check_writable, made_by_saint_export
+from ..models.build import BuiltModel
 from . import passes
-from .trace import META_PREFIX, onnx_from_torch
+from ..models.record import META_PREFIX
+from .trace import onnx_from_torch
 
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf cannot hold 2 GB; keep a margin
 
@@ -35,14 +36,14 @@ def data_path(path: Path) -> Path:
     return path.with_name(path.name + ".data")
 
 
-def initializer_bytes(model: ir.Model) -> int:
-    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+def initializer_bytes(ir_model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in ir_model.graph.initializers.values() if v.const_value is not None)
 
 
-def run_passes(pipeline: ir.passes.PassBase, model: ir.Model) -> None:
+def run_passes(pipeline: ir.passes.PassBase, ir_model: ir.Model) -> None:
     """Run ``pipeline``; a failing pass becomes StageError("passes", <the pass's own message>)."""
     try:
-        pipeline(model)
+        pipeline(ir_model)
     except (InvariantError, PassError) as exc:
         inner: BaseException = exc
         while inner.__cause__ is not None and isinstance(inner, PassError):
@@ -54,20 +55,41 @@ def run_passes(pipeline: ir.passes.PassBase, model: ir.Model) -> None:
         raise StageError("passes", msg) from None
 
 
-def _save(model: ir.Model, path: Path, external: bool) -> list[Path]:
+def _save(ir_model: ir.Model, path: Path, external: bool) -> list[Path]:
     if external:
-        ir.save(model, path, external_data=data_path(path).name)
+        ir.save(ir_model, path, external_data=data_path(path).name)
         return [path, data_path(path)]
-    ir.save(model, path)
+    ir.save(ir_model, path)
     return [path]
 
 
 def check_targets(paths: list[Path], force: bool) -> None:
-    for p in paths:
-        if p.exists() and not force:
-            raise OutputExistsError(f"{p} already exists; pass --force to replace it")
-        if p.exists() and p.is_dir():
-            raise ConfigError(f"{p} is a directory")
+    for path in paths:
+        check_writable(path, force)
+
+
+def output_folder(model_name: str, out: str | Path | None = None) -> Path:
+    """``out``, or ``out/<alias>``: the tool's own folder for a model's files."""
+    from ..models.registry import resolve
+
+    return Path(out) if out else Path("out") / output_stem(resolve(model_name).alias)
+
+
+def output_stem(alias: str) -> str:
+    """An alias as a file or folder name."""
+    return alias.replace("/", "_")
+
+
+def artifact_paths(model_name: str, out: str | Path | None = None, portable: str | Path | None = None,
+                   tensorrt: str | Path | None = None, force: bool = False) -> tuple[Path, Path]:
+    """Default paths ``OUT/<alias>.onnx`` and ``.trt.onnx`` beside it; both checked writable up front."""
+    from ..models.registry import resolve
+
+    stem = output_stem(resolve(model_name).alias)
+    portable_path = Path(portable) if portable else output_folder(model_name, out) / f"{stem}.onnx"
+    tensorrt_path = Path(tensorrt) if tensorrt else portable_path.with_name(portable_path.name.removesuffix(".onnx") + ".trt.onnx")
+    check_targets([portable_path, tensorrt_path], force)
+    return portable_path, tensorrt_path
 
 
 def onnx_models_from_torch(
@@ -90,17 +112,17 @@ def onnx_models_from_torch(
         raise ConfigError("the portable and the TensorRT model need different paths")
     check_targets(finals, force)
     progress("tracing with torch.onnx (dynamo)")
-    model = onnx_from_torch(built, batch=batch, opset=opset, pruned=pruned)
-    external = initializer_bytes(model) > EXTERNAL_DATA_THRESHOLD
-    drops = len(passes.drop_nodes(model))
+    ir_model = onnx_from_torch(built, batch=batch, opset=opset, pruned=pruned)
+    external = initializer_bytes(ir_model) > EXTERNAL_DATA_THRESHOLD
+    drops = len(passes.drop_nodes(ir_model))
     progress("clean-up passes: constant folding, shape inference")
-    run_passes(ir.passes.Sequential(*passes.cleanup()), model)
+    run_passes(ir.passes.Sequential(*passes.cleanup()), ir_model)
     if fp16:
         from .fp16 import ConvertFloat16
 
         progress("converting to float16 (SaintTokenDrop similarity stays float32)")
-        run_passes(ConvertFloat16(), model)
-    model.metadata_props[META_PREFIX + "precision"] = "fp16" if fp16 else "fp32"
+        run_passes(ConvertFloat16(), ir_model)
+    ir_model.metadata_props[META_PREFIX + "precision"] = "fp16" if fp16 else "fp32"
     stagings: list[Path] = []
     staged: list[tuple[Path, Path]] = []  # (staged file, final file)
     try:
@@ -108,37 +130,23 @@ def onnx_models_from_torch(
             if final is None:
                 continue
             progress(f"lowering: {type(lowering).__name__}")
-            run_passes(ir.passes.Sequential(lowering, passes.CheckLowered()), model)
+            run_passes(ir.passes.Sequential(lowering, passes.CheckLowered()), ir_model)
             final.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
             stagings.append(staging)
             progress(f"writing {final}")
-            staged += [(f, final.parent / f.name) for f in _save(model, staging / final.name, external)]
+            staged += [(f, final.parent / f.name) for f in _save(ir_model, staging / final.name, external)]
         check_targets(finals, force)
         for tmp, final in staged:
             os.replace(tmp, final)
         if not external:  # a stale .data from an earlier large export would be misleading
             for final in finals:
-                if data_path(final).exists() and force:
+                if data_path(final).exists() and (force or made_by_saint_export(data_path(final))):
                     data_path(final).unlink()
     finally:
         for staging in stagings:
             shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(portable_path, tensorrt_path, drops, external)
-
-
-def schedule_from_metadata(meta: dict[str, str]) -> dict:
-    """The exact schedule an ONNX file was exported with, as a config ``schedule:`` mapping."""
-    rows = json.loads(meta.get("schedule", "[]"))
-    if not rows:
-        return {"layers": "none"}
-    return {
-        "layers": [row["layer"] for row in rows],
-        "threshold": [row["threshold"] for row in rows],
-        "k": [row["k"] for row in rows],
-        "gamma": [row["gamma"] for row in rows],
-        "fixed_r": [row["fixed_r"] for row in rows],
-    }
 
 
 def read_proto(path: Path):
@@ -150,11 +158,3 @@ def read_proto(path: Path):
     except Exception as exc:
         raise InputError(f"cannot read ONNX model {path}: {type(exc).__name__}") from None
 
-
-def proto_metadata(proto) -> dict[str, str]:
-    return {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
-
-
-def metadata_of(path: Path) -> dict[str, str]:
-    """saint-export's metadata_props of an ONNX file (weights not loaded)."""
-    return proto_metadata(read_proto(path))

@@ -9,55 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import warnings
 
 import onnx_ir as ir
 import torch
 
 from ..errors import StageError
-from ..models import BuiltModel
-from ..patch import pruning
+from ..models.build import BuiltModel
+from ..models.record import ModelRecord
+from ..reference.patch import pruning
 from .opdef import DOMAIN, VERSION, translation_table
 from .passes import drop_nodes, with_outputs
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
-META_PREFIX = "saint_export."
-
-
-def model_metadata(built: BuiltModel, pruned: bool) -> dict[str, str]:
-    from .. import __version__
-
-    cfg = built.config
-    return {
-        "model": cfg.alias,
-        "timm_name": cfg.timm_name,
-        "weights": built.weights,
-        "input_size": str(cfg.input_size),
-        "mean": json.dumps(list(cfg.mean)),
-        "std": json.dumps(list(cfg.std)),
-        "crop_pct": str(cfg.crop_pct),
-        "protected": str(built.protected),
-        "schedule": json.dumps(built.schedule.to_json() if pruned else []),
-        "pruned": "1" if pruned else "0",
-        "version": __version__,
-        "config": json.dumps(config_json(cfg)),
-    }
-
-
-def config_json(cfg) -> dict:
-    """The ModelConfig as a YAML-style mapping (variants resolved), so the file is self-describing."""
-    return {"alias": cfg.alias, "timm_name": cfg.timm_name, "input_size": cfg.input_size, "mean": list(cfg.mean),
-            "std": list(cfg.std), "crop_pct": cfg.crop_pct, "protected": cfg.protected,
-            "model_kwargs": dict(cfg.model_kwargs), "hub_weights": cfg.hub_weights, "schedule": dict(cfg.schedule)}
 
 
 def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: bool = True) -> ir.Model:
-    """Export ``built.model`` (SAINT on, or dense with ``pruned=False``) to an ONNX IR model."""
+    """Export ``built.module`` (SAINT on, or dense with ``pruned=False``) to an ONNX IR model whose
+    metadata holds its :class:`ModelRecord`."""
     if opset < 18:
         raise StageError("trace", f"opset {opset} is too old; SaintTokenDrop's function needs opset >= 18")
-    model = built.model
+    model = built.module
     example = torch.zeros(batch, 3, built.config.input_size, built.config.input_size)
     try:
         with pruning(model, pruned), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -74,8 +47,7 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
     ir_model = program.model
     if pruned and built.schedule.rules:
         ir_model.opset_imports[DOMAIN] = VERSION
-    for key, value in model_metadata(built, pruned).items():
-        ir_model.metadata_props[META_PREFIX + key] = value
+    ir_model.metadata_props.update(ModelRecord.of(built, pruned).to_metadata())
     ir_model.graph.name = f"{built.config.alias}_{'saint' if pruned else 'dense'}"
     drops = drop_nodes(ir_model)
     if pruned and len(drops) != len(built.schedule.rules):
@@ -88,6 +60,3 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
         node.outputs[1].name = f"kept_index_block{layer}"
     return ir_model
 
-
-def read_metadata(model: ir.Model) -> dict[str, str]:
-    return {k[len(META_PREFIX):]: v for k, v in model.metadata_props.items() if k.startswith(META_PREFIX)}

@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from ..ops import op_token_drop
 from ..schedule import LayerRule, Schedule, build_schedule
 
@@ -34,7 +34,7 @@ try:  # timm is a hard dependency of the package, but keep the import error read
     from timm.layers import Attention
     from timm.models.vision_transformer import Block, VisionTransformer
 except ImportError as exc:  # pragma: no cover
-    raise ImportError("saint_export.patch.timm needs timm (pip install timm)") from exc
+    raise ImportError("saint_export.reference.patch.timm needs timm (pip install timm)") from exc
 
 
 def attention_with_metric(attn: Attention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

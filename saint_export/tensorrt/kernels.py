@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import MissingDependencyError, StageError
+from ..errors import MissingDependencyError, StageError
 
-PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
+PLUGINS_DIR = Path(__file__).resolve().parents[2] / "plugins"
 LIB_NAME = "libsaint_kernels_harness.so"
 DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 

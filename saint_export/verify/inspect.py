@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .analysis import BlockTokens, dense_tokens, trace_tokens, vit_flops
-from .models import BuiltModel
-from .patch import pruning
+from .compare import agreement, describe_agreement
+from ..models.build import BuiltModel
+from ..reference.patch import pruning
 
 
 @dataclass
@@ -23,7 +25,7 @@ class InspectReport:
     blocks: list[BlockTokens]
     flops_dense: int
     flops_saint: int
-    top1_agreement: float  # fraction of images whose SAINT top-1 equals the dense top-1
+    agreement: dict[str, float]  # SAINT vs dense: top1 for classifiers, cosine/cosine_min/nn for backbones
     schedule: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -42,18 +44,17 @@ class InspectReport:
         for b in self.blocks:
             lines.append(f"{b.block:>5} {b.tokens_in:>9} {b.tokens_out:>10} {b.r:>4}  {'yes' if b.prunes else ''}")
         lines.append(f"GFLOPs/image: dense {self.flops_dense / 1e9:.2f}, SAINT {self.flops_saint / 1e9:.2f} "
-                     f"(x{self.flop_ratio:.2f} fewer); top-1 same as dense on {self.top1_agreement:.0%} of inputs")
+                     f"(x{self.flop_ratio:.2f} fewer); SAINT vs dense: {describe_agreement(self.agreement)}")
         return "\n".join(lines)
 
 
 @torch.no_grad()
 def inspect_model(built: BuiltModel, pixels: torch.Tensor, names: list[str]) -> InspectReport:
-    model = built.model
+    model = built.module
     with pruning(model, False):
         dense_blocks, dense_logits = trace_tokens(model, pixels)
     blocks, logits = trace_tokens(model, pixels)
     n0 = dense_blocks[0].tokens_in
-    agree = (logits.argmax(-1) == dense_logits.argmax(-1)).float().mean().item()
     return InspectReport(
         model=built.config.alias,
         timm_name=built.config.timm_name,
@@ -64,6 +65,16 @@ def inspect_model(built: BuiltModel, pixels: torch.Tensor, names: list[str]) -> 
         blocks=blocks,
         flops_dense=vit_flops(model, dense_tokens(model, n0)),
         flops_saint=vit_flops(model, blocks),
-        top1_agreement=agree,
+        agreement=agreement(logits.numpy(), dense_logits.numpy(), built.classifier),
         schedule=built.schedule.to_json(),
     )
+
+
+def write_inspect_outputs(report: InspectReport, plot: Path, json_path: Path, force: bool = False) -> None:
+    """The tokens-per-block PNG and the JSON report, each replaced atomically."""
+    from ..io import write_json
+    from ..plots import plot_tokens
+
+    dense = [b.tokens_in for b in report.blocks[:1]] * len(report.blocks)
+    plot_tokens(plot, f"{report.model}: tokens per block (batch {report.batch})", dense, [b.tokens_out for b in report.blocks], force)
+    write_json(json_path, report.to_json(), force)

@@ -1,5 +1,5 @@
 """Test and calibration inputs: generated images with real redundancy, scikit-image photos,
-user images; and the eval preprocessing of a ModelConfig.
+user images; and timm's eval preprocessing for a ModelConfig.
 
 Gaussian noise prunes nothing, so nothing here generates it.
 """
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .config import ModelConfig
+from .models.config import ModelConfig
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -92,25 +91,30 @@ def image_files(directory: str | Path) -> list[Path]:
     return files
 
 
-def preprocess(images: list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
-    """uint8 HxWx3 images -> float32 [B, 3, S, S]: resize the short side to S / crop_pct
-    (bicubic, antialiased), centre-crop S, normalise with the config's mean/std."""
-    size = cfg.input_size
-    scale_to = int(math.floor(size / cfg.crop_pct))
-    mean = torch.tensor(cfg.mean).view(3, 1, 1)
-    std = torch.tensor(cfg.std).view(3, 1, 1)
+def eval_transform(cfg: ModelConfig, module: torch.nn.Module | None = None):
+    """timm's own eval transform (``resolve_data_config`` + ``create_transform``) with the config's
+    input size, crop_pct, mean and std: resize the short side to S / crop_pct, centre-crop S, normalise.
+    Interpolation comes from the model's pretrained config (bicubic for the ViTs here)."""
+    from timm.data import create_transform, resolve_data_config
+
+    args = {"input_size": (3, cfg.input_size, cfg.input_size), "crop_pct": cfg.crop_pct, "mean": tuple(cfg.mean),
+            "std": tuple(cfg.std)}
+    data_cfg = resolve_data_config(args, model=module)
+    if module is None:
+        data_cfg["interpolation"] = "bicubic"
+    return create_transform(**data_cfg, is_training=False)
+
+
+def preprocess(images: list[np.ndarray], cfg: ModelConfig, module: torch.nn.Module | None = None) -> torch.Tensor:
+    """uint8 HxWx3 images -> float32 [B, 3, S, S] through :func:`eval_transform`."""
+    from PIL import Image
+
+    transform = eval_transform(cfg, module)
     batch = []
     for img in images:
         if img.ndim != 3 or img.shape[2] != 3:
             raise InputError(f"expected an RGB image HxWx3; got shape {img.shape}")
-        t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div(255.0)
-        h, w = t.shape[1:]
-        ratio = scale_to / min(h, w)
-        nh, nw = max(size, round(h * ratio)), max(size, round(w * ratio))
-        t = F.interpolate(t[None], size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0]
-        top, left = (nh - size) // 2, (nw - size) // 2
-        t = t[:, top:top + size, left:left + size].clamp(0, 1)
-        batch.append((t - mean) / std)
+        batch.append(transform(Image.fromarray(np.ascontiguousarray(img))))
     return torch.stack(batch)
 
 

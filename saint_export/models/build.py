@@ -10,10 +10,10 @@ from typing import Any, Mapping
 
 import torch
 
-from . import patch
+from ..reference import patch
 from .config import ModelConfig
-from .errors import ConfigError, InputError, MissingDependencyError
-from .schedule import Schedule, build_schedule, merge_overrides
+from ..errors import ConfigError, InputError, MissingDependencyError
+from ..reference.schedule import Schedule, build_schedule, merge_overrides
 
 WEIGHTS = ("random", "pretrained")
 
@@ -21,14 +21,19 @@ WEIGHTS = ("random", "pretrained")
 @dataclass
 class BuiltModel:
     config: ModelConfig
-    model: torch.nn.Module  # patched, eval mode
+    module: torch.nn.Module  # patched, eval mode
     schedule: Schedule
     protected: int
     weights: str  # "random(seed=0)", "pretrained", or the checkpoint path
 
     @property
     def depth(self) -> int:
-        return len(self.model.blocks)
+        return len(self.module.blocks)
+
+    @property
+    def classifier(self) -> bool:
+        """True when the output is class logits; False for backbones (``num_classes=0``: embeddings)."""
+        return int(getattr(self.module, "num_classes", 0) or 0) > 0
 
 
 def create_architecture(cfg: ModelConfig, pretrained: bool = False) -> torch.nn.Module:
@@ -83,48 +88,23 @@ def _hub_reachable(host: str = "huggingface.co") -> bool:
         return False
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A .safetensors file or a torch .pth/.pt/.bin state dict (``model``/``state_dict`` wrappers unwrapped)."""
+def load_checkpoint(model: torch.nn.Module, path: Path) -> None:
+    """timm's ``load_checkpoint`` (``.safetensors``/``.pth``; ``state_dict``/``model``/EMA wrappers and
+    ``module.`` prefixes handled; timm's ViT key filter), strict, with one-line errors."""
+    from timm.models import load_checkpoint as timm_load_checkpoint
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist or is not a file")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}") from None
-    for key in ("model", "state_dict", "model_ema", "module"):
-        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
-            state = state[key]
-            break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"checkpoint {path} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def load_checkpoint(model: torch.nn.Module, path: Path) -> None:
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
-    state = read_state_dict(path)
-    try:
-        state = checkpoint_filter_fn(state, model)
-    except Exception as exc:
-        raise InputError(f"checkpoint {path} does not fit {type(model).__name__}: {exc}") from None
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # size mismatches
-        detail = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line][:1]
-        raise InputError(f"checkpoint {path} does not match the architecture: {detail[0] if detail else exc}") from None
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
-        raise InputError(
-            f"checkpoint {path} does not match the architecture: {len(missing)} missing keys "
-            f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}"
-        )
+        timm_load_checkpoint(model, str(path), strict=True, filter_fn=checkpoint_filter_fn)
+    except Exception as exc:  # key/size mismatches (RuntimeError), unreadable pickles, safetensors or zip errors
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        if "Error(s) in loading state_dict" in lines[0]:
+            detail = next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))), lines[0])
+            raise InputError(f"checkpoint {path} does not match the architecture: {detail[:240]}") from None
+        raise InputError(f"cannot read checkpoint {path}: {type(exc).__name__}: {lines[0][:160]}") from None
 
 
 def build_model(
@@ -153,3 +133,11 @@ def build_model(
     protected = None if cfg.protected == "auto" else int(cfg.protected)
     patch.timm(model, schedule, protected=protected)
     return BuiltModel(cfg, model, schedule, model._saint_protected, source)
+
+
+def build_named(name: str, weights: str = "random", checkpoint: str | Path | None = None,
+                overrides: Mapping[str, Any] | None = None, seed: int = 0) -> BuiltModel:
+    """``build_model`` for a model name: an alias (``vit_b16``, ``vit_h14.fixed``), a config YAML or a timm name."""
+    from .registry import resolve
+
+    return build_model(resolve(name), weights=weights, checkpoint=checkpoint, overrides=overrides, seed=seed)

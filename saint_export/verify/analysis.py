@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .patch.timm import _SaintBlockMixin
+from ..reference.patch.timm import _SaintBlockMixin
 
 
 @dataclass

@@ -4,7 +4,6 @@ with Triton's own model-config protobuf (tritonclient)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -12,21 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, MissingDependencyError, OutputExistsError, StageError
+from ..errors import InputError, MissingDependencyError, StageError
+from ..io import check_writable
 
 TRITON_TYPES = {"FLOAT": "TYPE_FP32", "HALF": "TYPE_FP16", "BF16": "TYPE_BF16", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32"}
-
-
-def read_sidecar(plan: Path) -> dict[str, Any]:
-    from .engine import sidecar_path
-
-    path = sidecar_path(plan)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path} not found: build the engine with 'saint-export MODEL --engine {plan}' (it writes the sidecar)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read engine sidecar {path}: {exc}") from None
 
 
 def _tensor_block(io: dict[str, Any]) -> str:
@@ -86,7 +74,7 @@ def validate_config(text: str) -> Any:
 def triton_repository_from_engine(plan: Path, repo: Path, name: str | None = None, plugin_library: Path | None = None,
                                   max_batch: int | None = None, instances: int = 1, force: bool = False) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.plan, libsaint_plugins.so}``; returns the model folder."""
-    from .engine import PLUGIN_LIB, plugin_library_path
+    from .engine import PLUGIN_LIB, plugin_library_path, read_sidecar
 
     plan = Path(plan)
     if not plan.is_file():
@@ -103,9 +91,7 @@ def triton_repository_from_engine(plan: Path, repo: Path, name: str | None = Non
     text = config_text(name, sidecar, max_batch, instances)
     validate_config(text)
     target = Path(repo) / name
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} already exists; pass --force to replace it")
-    Path(repo).mkdir(parents=True, exist_ok=True)
+    check_writable(target, force)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=repo))
     try:
         (staging / "1").mkdir()
@@ -113,9 +99,11 @@ def triton_repository_from_engine(plan: Path, repo: Path, name: str | None = Non
         (staging / "config.pbtxt").write_text(text)
         if lib is not None:
             shutil.copy2(lib, staging / PLUGIN_LIB)
+        old = target.with_name(f".{name}.old")
         if target.exists():
-            shutil.rmtree(target)
+            os.replace(target, old)
         os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

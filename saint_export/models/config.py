@@ -8,8 +8,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import ConfigError, InputError
-from .schedule import SCHEDULE_FIELDS
+from ..errors import ConfigError, InputError
+from ..reference.schedule import SCHEDULE_FIELDS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

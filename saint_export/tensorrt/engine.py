@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from .errors import InputError, MissingDependencyError, StageError
-from .io import write_json, write_with
+from ..errors import InputError, MissingDependencyError, StageError
+from ..io import write_json, write_with
+from ..models.record import ModelRecord
 
 PLUGIN_LIB = "libsaint_plugins.so"
 ENV_PLUGIN_LIB = "SAINT_PLUGIN_LIB"
@@ -40,7 +41,7 @@ def require_tensorrt():
 
 def plugin_library_path(explicit: str | Path | None = None) -> Path | None:
     """``explicit``, ``$SAINT_PLUGIN_LIB``, or ``plugins/build/libsaint_plugins.so``; None if none exists."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for candidate in (explicit, os.environ.get(ENV_PLUGIN_LIB), root / "plugins" / "build" / PLUGIN_LIB):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -89,8 +90,7 @@ def _logger(trt):
     return trt.Logger(trt.Logger.WARNING)
 
 
-def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, force: bool = False,
-                     metadata: dict[str, Any] | None = None) -> Path:
+def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, force: bool = False) -> Path:
     """Parse the TensorRT-lowered ONNX with the plugin loaded, build, write ``plan_path`` and its
     ``.json`` sidecar atomically. Returns ``plan_path``."""
     trt = require_tensorrt()
@@ -136,7 +136,7 @@ def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, f
           for i in range(network.num_inputs)]
     io += [{"name": network.get_output(i).name, "shape": list(network.get_output(i).shape), "dtype": str(network.get_output(i).dtype),
             "output": True} for i in range(network.num_outputs)]
-    write_json(sidecar_path(plan_path), sidecar(options, io, lib, trt.__version__, metadata or {}), force=True)
+    write_json(sidecar_path(plan_path), sidecar(options, io, lib, trt.__version__, ModelRecord.from_onnx(Path(onnx_path))), force=True)
     return Path(plan_path)
 
 
@@ -150,31 +150,37 @@ def sidecar_path(plan_path: Path) -> Path:
 
 
 def sidecar(options: EngineOptions, io: list[dict[str, Any]], plugin_lib: Path | None, trt_version: str,
-            metadata: dict[str, Any]) -> dict[str, Any]:
-    """The JSON written beside an engine: what it is, how it was built, what it needs."""
-    from . import __version__
-    from .export.opdef import PLUGIN_NAMESPACE, PLUGIN_VERSION
+            record: ModelRecord) -> dict[str, Any]:
+    """The JSON written beside an engine: what it is (the ONNX file's ModelRecord), how it was built, what it needs."""
+    from .. import __version__
+    from ..export.opdef import PLUGIN_NAMESPACE, PLUGIN_VERSION
 
-    opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
-    schedule = metadata.get("schedule", [])
-    if isinstance(schedule, str):
-        schedule = json.loads(schedule)
-    config = metadata.get("config")
     return {
-        "model": metadata.get("model"),
-        "timm_name": metadata.get("timm_name"),
-        "weights": metadata.get("weights"),
-        "config": json.loads(config) if isinstance(config, str) else config,
-        "schedule": schedule,
-        "batch_independent": bool(schedule) and all(row.get("fixed_r", -1) >= 0 for row in schedule),
+        "model": record.alias,
+        "record": record.to_json(),
+        "batch_independent": record.batch_independent,
         "precision": options.precision,
         "tensorrt_version": trt_version,
         "plugin": {"name": "SaintTokenDrop", "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
                    "library": str(plugin_lib) if plugin_lib else None, "serialized_into_engine": plugin_embedded(options)},
         "saint_export_version": __version__,
         "io": io,
-        "build_options": opts,
+        "build_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
     }
+
+
+def read_sidecar(plan: Path) -> dict[str, Any]:
+    path = sidecar_path(plan)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path} not found: build the engine with 'saint-export MODEL --engine {plan}' (it writes the sidecar)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read engine sidecar {path}: {exc}") from None
+
+
+def record_of_engine(plan: Path) -> ModelRecord:
+    return ModelRecord.from_json(read_sidecar(plan).get("record") or {}, f"{sidecar_path(plan)}")
 
 
 class _OutputAllocator:

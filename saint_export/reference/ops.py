@@ -2,7 +2,7 @@
 
 The op is opaque to tracers: ``torch.export`` and the dynamo ONNX exporter see
 one node whose output token count is a fresh symbolic size, so the exported
-graph keeps the count data-dependent. Its eager kernel is :func:`saint_export.rule.saint_drop`.
+graph keeps the count data-dependent. Its eager kernel is :func:`saint_export.reference.rule.saint_drop`.
 """
 
 from __future__ import annotations

@@ -10,15 +10,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from .config import ModelConfig, config_from_mapping, load_config_file
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ENV_CONFIG_DIRS = "SAINT_EXPORT_CONFIGS"  # extra config folders, os.pathsep-separated
 
 
 def config_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get(ENV_CONFIG_DIRS, "").split(os.pathsep) if p]
-    packaged = Path(__file__).resolve().parent / "configs"  # wheel installs
-    source = Path(__file__).resolve().parent.parent / "configs"  # source checkout / editable
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "configs"  # wheel installs
+    source = package.parent / "configs"  # source checkout / editable
     dirs += [d for d in (packaged, source) if d.is_dir()]
     return dirs
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 DEFAULT_THRESHOLD = 0.75
 DEFAULT_K = 5
@@ -54,6 +54,11 @@ class Schedule:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{"layer": i, **asdict(rule)} for i, rule in self.rules]
+
+    def describe(self) -> str:
+        """``block 0 tau=0.75 K=5, block 1 ...`` (``fixed_r`` shown where set)."""
+        return ", ".join(f"block {i} tau={r.threshold:g} K={r.k}" + (f" fixed_r={r.fixed_r}" if r.fixed_r >= 0 else "")
+                         for i, r in self.rules) or "no pruning layers"
 
     @classmethod
     def from_rules(cls, rules: Mapping[int, LayerRule]) -> "Schedule":

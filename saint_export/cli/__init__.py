@@ -1,0 +1,42 @@
+"""The ``saint-export`` command line: argument parsing only; the work is in the stage packages."""
+
+from __future__ import annotations
+
+import click
+
+from .options import EXIT_CODE_HELP
+
+
+class ModelFirstGroup(click.Group):
+    """``saint-export MODEL ...`` runs the hidden ``run`` command; known names are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=ModelFirstGroup, epilog=EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="saint-export")
+def main() -> None:
+    """Export SAINT-pruned Vision Transformers to ONNX and TensorRT, and prove they still
+    answer like PyTorch.
+
+    \b
+    saint-export MODEL [OPTIONS]      export + validate (see 'saint-export run --help')
+    saint-export list [PATTERN]       model aliases (wildcards: 'vit_*')
+    saint-export inspect MODEL        tokens per layer, r, FLOPs dense vs SAINT
+
+    MODEL is an alias from 'saint-export list' (variants as alias.variant), a config
+    .yaml path, or any timm ViT name.
+    """
+
+
+from . import deploy, export, models, verify  # noqa: E402  (registers the commands on main)
+
+for _module in (models, export, verify, deploy):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

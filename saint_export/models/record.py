@@ -1,0 +1,137 @@
+"""``ModelRecord``: a model artifact's provenance (config, weights, exact schedule, precision).
+
+Written once per artifact and read back in one place: into ONNX ``metadata_props`` (keys
+prefixed ``saint_export.``) and into the engine sidecar's ``record`` field, so any ``.onnx`` or
+``.plan`` rebuilds the PyTorch model it came from with :meth:`ModelRecord.rebuild`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputError
+from .build import BuiltModel, build_model, build_named
+from .config import ModelConfig, config_from_mapping
+from .registry import resolve
+
+META_PREFIX = "saint_export."
+_SEED = re.compile(r"random\(seed=(\d+)\)")
+
+
+def config_json(cfg: ModelConfig) -> dict[str, Any]:
+    """The ModelConfig as a YAML-style mapping (variants resolved), so artifacts describe themselves."""
+    return {"alias": cfg.alias, "timm_name": cfg.timm_name, "input_size": cfg.input_size, "mean": list(cfg.mean),
+            "std": list(cfg.std), "crop_pct": cfg.crop_pct, "protected": cfg.protected,
+            "model_kwargs": dict(cfg.model_kwargs), "hub_weights": cfg.hub_weights, "schedule": dict(cfg.schedule)}
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    config: dict[str, Any]  # config_json() of the ModelConfig
+    weights: str  # "random(seed=N)", "pretrained" or a checkpoint path
+    schedule: list[dict[str, Any]] = field(default_factory=list)  # one row per pruning layer; [] = dense
+    protected: int = 0
+    precision: str = "fp32"
+    version: str = ""
+
+    @property
+    def alias(self) -> str:
+        return str(self.config.get("alias", ""))
+
+    @property
+    def pruned(self) -> bool:
+        return bool(self.schedule)
+
+    @property
+    def batch_independent(self) -> bool:
+        """Every pruning layer drops a fixed count, so a sample's answer ignores its batch mates."""
+        return self.pruned and all(row.get("fixed_r", -1) >= 0 for row in self.schedule)
+
+    @classmethod
+    def of(cls, built: BuiltModel, pruned: bool = True, precision: str = "fp32") -> "ModelRecord":
+        from .. import __version__
+
+        return cls(config_json(built.config), built.weights, built.schedule.to_json() if pruned else [],
+                   built.protected, precision, __version__)
+
+    def with_precision(self, precision: str) -> "ModelRecord":
+        return ModelRecord(self.config, self.weights, self.schedule, self.protected, precision, self.version)
+
+    # -- ONNX metadata_props -------------------------------------------------------------------
+    def to_metadata(self) -> dict[str, str]:
+        return {META_PREFIX + key: value for key, value in {
+            "model": self.alias, "weights": self.weights, "protected": str(self.protected),
+            "schedule": json.dumps(self.schedule), "pruned": "1" if self.pruned else "0",
+            "precision": self.precision, "version": self.version, "config": json.dumps(self.config),
+        }.items()}
+
+    @classmethod
+    def from_metadata(cls, props: Mapping[str, str], where: str) -> "ModelRecord":
+        meta = {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
+        if "config" not in meta:
+            raise InputError(f"{where} has no saint-export metadata; pass --model to say what it was exported from")
+        try:
+            return cls(json.loads(meta["config"]), meta.get("weights", "random(seed=0)"), json.loads(meta.get("schedule", "[]")),
+                       int(meta.get("protected", 0)), meta.get("precision", "fp32"), meta.get("version", ""))
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{where}: unreadable saint-export metadata ({exc})") from None
+
+    @classmethod
+    def from_onnx(cls, path: Path) -> "ModelRecord":
+        from ..export.pipeline import read_proto
+
+        proto = read_proto(Path(path))
+        return cls.from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+
+    # -- engine sidecar ------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config, "weights": self.weights, "schedule": self.schedule, "protected": self.protected,
+                "precision": self.precision, "version": self.version}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str) -> "ModelRecord":
+        try:
+            return cls(dict(data["config"]), str(data["weights"]), list(data.get("schedule", [])), int(data.get("protected", 0)),
+                       str(data.get("precision", "fp32")), str(data.get("version", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{where}: unreadable model record ({exc})") from None
+
+    # -- back to PyTorch -----------------------------------------------------------------------
+    def schedule_overrides(self) -> dict[str, Any]:
+        """The exact per-layer schedule as config ``schedule:`` overrides."""
+        if not self.schedule:
+            return {"layers": "none"}
+        return {key: [row[name] for row in self.schedule] for key, name in
+                (("layers", "layer"), ("threshold", "threshold"), ("k", "k"), ("gamma", "gamma"), ("fixed_r", "fixed_r"))}
+
+    def rebuild(self, model_name: str | None = None, checkpoint: str | None = None, weights: str | None = None,
+                where: str = "the artifact") -> BuiltModel:
+        """The PyTorch model this artifact came from: same config (or ``model_name``), weights, schedule."""
+        cfg = resolve(model_name) if model_name else config_from_mapping(self.config, f"{where} metadata")
+        seed = _SEED.fullmatch(self.weights)
+        if checkpoint is None and weights is None:
+            if seed:
+                weights = "random"
+            elif self.weights == "pretrained":
+                weights = "pretrained"
+            elif Path(self.weights).is_file():
+                checkpoint = self.weights
+            else:
+                raise InputError(f"{where} was exported from checkpoint {self.weights}, which is not here; pass --checkpoint")
+        return build_model(cfg, weights=weights or "random", checkpoint=checkpoint, overrides=self.schedule_overrides(),
+                           seed=int(seed.group(1)) if seed else 0)
+
+
+def built_from_onnx(path: Path, model_name: str | None = None, checkpoint: str | None = None,
+                    weights: str | None = None) -> BuiltModel:
+    """The PyTorch model an ONNX file was exported from (``model_name`` for files without metadata)."""
+    from ..export.pipeline import read_proto
+
+    props = {p.key: p.value for p in read_proto(Path(path)).metadata_props}
+    if META_PREFIX + "config" not in props and model_name:
+        return build_named(model_name, weights or "random", checkpoint)
+    return ModelRecord.from_metadata(props, str(path)).rebuild(model_name, checkpoint, weights, where=str(path))

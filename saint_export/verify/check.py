@@ -1,0 +1,112 @@
+"""``saint-export check``: run every backend that is present (PyTorch dense and SAINT,
+onnxruntime, TensorRT) on the same images and compare them, polygraphy-style; optionally
+measure top-1 accuracy on an ImageFolder dataset (torchvision; labels = sorted subfolder names)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import InputError
+from ..models.build import BuiltModel
+from .backends import Backend
+from .compare import agreement, compare_output, describe_agreement
+
+
+@dataclass
+class DatasetReport:
+    root: str
+    classes: int
+    images: int
+    accuracy: dict[str, float] = field(default_factory=dict)  # backend -> top-1
+
+    def table(self) -> str:
+        lines = [f"dataset {self.root}: {self.images} images, {self.classes} classes"]
+        base = self.accuracy.get("torch dense")
+        for name, acc in self.accuracy.items():
+            delta = f" ({100 * (acc - base):+.2f} pts vs dense)" if base is not None and name != "torch dense" else ""
+            lines.append(f"  top-1 {name:<12} {100 * acc:6.2f}%{delta}")
+        return "\n".join(lines)
+
+
+def image_folder(root: str | Path, built: BuiltModel):
+    """torchvision's ImageFolder over ``root/<class>/<image>`` with the model's eval transform."""
+    from torchvision.datasets import ImageFolder
+
+    from ..inputs import eval_transform
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"dataset {root} is not a directory")
+    try:
+        return ImageFolder(str(root), transform=eval_transform(built.config, built.module))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise InputError(f"dataset {root}: {str(exc).splitlines()[0]} (expected ROOT/CLASS/IMAGE)") from None
+
+
+def dataset_accuracy(root: str | Path, built: BuiltModel, backends: dict[str, Backend], batch: int = 16,
+                     limit: int | None = None) -> DatasetReport:
+    from torch.utils.data import DataLoader, Subset
+    from tqdm import tqdm
+
+    if not built.classifier:
+        raise InputError(f"{built.config.alias} has no classifier head (num_classes=0): top-1 accuracy does not apply")
+    dataset = image_folder(root, built)
+    items = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    correct = {name: 0 for name in backends}
+    for pixels, labels in tqdm(DataLoader(items, batch_size=batch), desc="dataset", unit="batch", leave=False):
+        for name, fn in backends.items():
+            correct[name] += int((fn(pixels).argmax(-1) == labels.numpy()).sum())
+    return DatasetReport(str(root), len(dataset.classes), len(items), {k: v / len(items) for k, v in correct.items()})
+
+
+def compare_backends(pixels: torch.Tensor, backends: dict[str, Backend], atol: float, rtol: float,
+                     classifier: bool = True) -> dict[str, Any]:
+    """Every backend against ``torch SAINT``: max abs/rel error, agreement with SAINT and with dense."""
+    outputs = {name: fn(pixels) for name, fn in backends.items()}
+    ref, dense = outputs["torch SAINT"], outputs["torch dense"]
+    rows = []
+    for name, out in outputs.items():
+        if name in ("torch SAINT", "torch dense"):
+            continue
+        check = compare_output("logits", ref, out, atol, rtol)
+        rows.append({"backend": name, "max_abs": check.max_abs, "max_rel": check.max_rel,
+                     "vs_saint": agreement(out, ref, classifier), "vs_dense": agreement(out, dense, classifier),
+                     "passed": check.passed})
+    return {"rows": rows, "saint_vs_dense": agreement(ref, dense, classifier), "passed": all(r["passed"] for r in rows)}
+
+
+def comparison_table(result: dict[str, Any]) -> str:
+    lines = [f"{'backend':<12} {'max abs':>10} {'max rel':>10}  result  agreement with SAINT | with dense"]
+    for r in result["rows"]:
+        lines.append(f"{r['backend']:<12} {r['max_abs']:>10.3g} {r['max_rel']:>10.3g}  {'PASS' if r['passed'] else 'FAIL':<6}  "
+                     f"{describe_agreement(r['vs_saint'])} | {describe_agreement(r['vs_dense'])}")
+    lines.append(f"torch SAINT vs torch dense: {describe_agreement(result['saint_vs_dense'])}")
+    return "\n".join(lines)
+
+
+def run_check(target: str, model_name: str | None = None, checkpoint: str | None = None, weights: str | None = None,
+              image_dir: str | None = None, batch: int = 8, dataset: str | None = None, limit: int | None = None,
+              tolerance: tuple[float, float] = (1e-4, 1e-4), device: str = "cpu",
+              progress: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], DatasetReport | None]:
+    """Build every backend for ``target``, compare them on the images, optionally measure dataset accuracy."""
+    import tempfile
+
+    from ..inputs import gather_inputs
+    from .backends import backends_for_target
+
+    with tempfile.TemporaryDirectory(prefix="saint-check.") as tmp:
+        built, backends = backends_for_target(target, Path(tmp), model_name, checkpoint, weights, device, progress)
+        pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
+        progress(f"running {', '.join(backends)} on {len(names)} images")
+        result = compare_backends(pixels, backends, *tolerance, classifier=built.classifier)
+        result = {"target": target, "inputs": names, **result}
+        report = dataset_accuracy(dataset, built, backends, batch=batch, limit=limit) if dataset else None
+    return result, report
+
+
+def as_json(result: dict[str, Any], report: DatasetReport | None) -> dict[str, Any]:
+    return {"comparison": result, **({"dataset": asdict(report)} if report else {})}

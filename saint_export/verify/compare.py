@@ -1,0 +1,86 @@
+"""Output comparison shared by ``validate`` and ``check``: per-output tolerances, exact indices,
+and fidelity to a reference that suits the model's output (top-1 for classifiers; embedding
+cosine and nearest-neighbour agreement for backbones, where an argmax means nothing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+DEFAULT_TOLERANCES = {"logits": (1e-4, 1e-4)}  # (atol, rtol); kept_index is exact in fp32
+FP16_TOLERANCES = {"logits": (1e-2, 1e-2)}
+
+
+@dataclass
+class OutputCheck:
+    name: str
+    ref_shape: list[int]
+    got_shape: list[int]
+    max_abs: float
+    max_rel: float
+    atol: float
+    rtol: float
+    passed: bool
+    note: str = ""
+
+
+def parse_tolerances(items: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """``name=atol`` or ``name=atol:rtol`` -> {name: (atol, rtol)}."""
+    tol: dict[str, tuple[float, float]] = {}
+    for item in items:
+        try:
+            name, spec = item.split("=", 1)
+            atol, _, rtol = spec.partition(":")
+            tol[name] = (float(atol), float(rtol) if rtol else DEFAULT_TOLERANCES.get(name, (0.0, 0.0))[1])
+        except ValueError:
+            raise InputError(f"--tol {item!r}: expected NAME=ATOL or NAME=ATOL:RTOL") from None
+    return tol
+
+
+def compare_output(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float, exact_index: bool = True) -> OutputCheck:
+    """One output against its reference: shape, max abs/rel error, pass if |d| <= atol + rtol*|ref| (integers: exact)."""
+    if ref.shape != got.shape:
+        return OutputCheck(name, list(ref.shape), list(got.shape), float("nan"), float("nan"), atol, rtol, False, "shape mismatch")
+    if ref.dtype.kind in "iu":
+        rows = int((ref != got).any(axis=-1).sum())
+        note = "identical" if not rows else f"{rows} of {ref.shape[0]} rows differ" + ("" if exact_index else " (fp16: reported, not failed)")
+        return OutputCheck(name, list(ref.shape), list(got.shape), float(np.abs(ref - got).max(initial=0)), 0.0, 0, 0,
+                           rows == 0 or not exact_index, note)
+    diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))
+    rel = diff / np.maximum(np.abs(ref.astype(np.float64)), 1e-12)
+    passed = bool(np.all(diff <= atol + rtol * np.abs(ref)))
+    return OutputCheck(name, list(ref.shape), list(got.shape), float(diff.max(initial=0)), float(rel.max(initial=0)), atol, rtol, passed)
+
+
+def agreement(got: np.ndarray, ref: np.ndarray, classifier: bool) -> dict[str, float]:
+    """Fidelity of ``got`` [B, K] to ``ref`` [B, K].
+
+    Classifiers: ``top1`` (fraction of rows with the same argmax). Backbones: ``cosine`` (mean
+    per-row cosine), ``cosine_min`` (worst row) and ``nn`` (fraction of rows whose nearest other
+    row in the batch, by cosine, is the same as in ``ref``; 1.0 for batch 1).
+    """
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if classifier:
+        return {"top1": float((got.argmax(-1) == ref.argmax(-1)).mean())}
+    unit_g = got / np.maximum(np.linalg.norm(got, axis=-1, keepdims=True), 1e-12)
+    unit_r = ref / np.maximum(np.linalg.norm(ref, axis=-1, keepdims=True), 1e-12)
+    cos = (unit_g * unit_r).sum(-1)
+    return {"cosine": float(cos.mean()), "cosine_min": float(cos.min()), "nn": _neighbour_agreement(unit_g, unit_r)}
+
+
+def _neighbour_agreement(unit_g: np.ndarray, unit_r: np.ndarray) -> float:
+    if unit_g.shape[0] < 2:
+        return 1.0
+    sim_g, sim_r = unit_g @ unit_g.T, unit_r @ unit_r.T
+    np.fill_diagonal(sim_g, -np.inf)
+    np.fill_diagonal(sim_r, -np.inf)
+    return float((sim_g.argmax(-1) == sim_r.argmax(-1)).mean())
+
+
+def describe_agreement(values: dict[str, float]) -> str:
+    if "top1" in values:
+        return f"top-1 {values['top1']:.0%}"
+    return f"cosine {values['cosine']:.4f} (worst {values['cosine_min']:.4f}), nearest neighbour {values['nn']:.0%}"

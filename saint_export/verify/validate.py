@@ -1,0 +1,113 @@
+"""Compare an exported model with the PyTorch reference on the same inputs, polygraphy-style:
+every output is compared and reported before the verdict.
+
+Outputs compared: ``logits`` (max abs / rel error against per-output tolerances) and, for
+each pruning block, ``kept_index_block{i}`` (token count and every index must be identical).
+Fidelity: top-1 agreement for classifiers, embedding cosine for backbones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import InputError
+from ..models.build import BuiltModel
+from ..reference.ops import recording
+from ..reference.patch import pruning
+from .backends import ort_session, providers
+from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, agreement, compare_output, describe_agreement,
+                      parse_tolerances)
+
+
+@dataclass
+class ValidationReport:
+    model: str
+    onnx: str
+    provider: str
+    batch: int
+    inputs: list[str]
+    outputs: list[OutputCheck]
+    tokens_torch: list[int]  # tokens after each pruning block
+    tokens_onnx: list[int]
+    onnx_vs_torch_saint: dict[str, float]  # agreement(): top1, or cosine/cosine_min/nn
+    onnx_vs_torch_dense: dict[str, float]
+    torch_saint_vs_dense: dict[str, float]
+    passed: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        lines = [f"validate {self.onnx} [{self.provider}] vs PyTorch ({self.model}), batch {self.batch}",
+                 f"{'output':<22} {'shape (ref)':<16} {'shape (onnx)':<16} {'max abs':>10} {'max rel':>10}  result"]
+        for o in self.outputs:
+            lines.append(f"{o.name:<22} {str(o.ref_shape):<16} {str(o.got_shape):<16} {o.max_abs:>10.3g} {o.max_rel:>10.3g}  "
+                         f"{'PASS' if o.passed else 'FAIL'}{(' ' + o.note) if o.note else ''}")
+        lines.append(f"tokens after pruning blocks: torch {self.tokens_torch}  onnx {self.tokens_onnx}")
+        lines.append(f"agreement: onnx vs torch SAINT {describe_agreement(self.onnx_vs_torch_saint)}; onnx vs torch dense "
+                     f"{describe_agreement(self.onnx_vs_torch_dense)} (torch SAINT vs dense {describe_agreement(self.torch_saint_vs_dense)})")
+        lines.append("PASS" if self.passed else "FAIL: " + "; ".join(self.failures))
+        return "\n".join(lines)
+
+
+def drop_output_names(proto) -> list[str]:
+    """``kept_index`` output names of the SaintTokenDrop nodes, in graph order."""
+    return [out for n in proto.graph.node if n.domain == "saint" for out in n.output[1:2]]
+
+
+@torch.no_grad()
+def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor, names: list[str],
+                  tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu") -> ValidationReport:
+    from ..export.pipeline import read_proto
+    from ..models.record import META_PREFIX
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise InputError(f"ONNX model {onnx_path} does not exist")
+    proto = read_proto(onnx_path)
+    fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in proto.metadata_props)
+    tol = {**(FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES), **(tolerances or {})}
+    module = built.module
+    with pruning(module, False):
+        dense = module(pixels).numpy()
+    with recording() as drops:
+        ref = module(pixels).numpy()
+    kept_names = drop_output_names(proto)
+    session = ort_session(onnx_path, device, tuple(kept_names))
+    got = session.run(["logits", *kept_names], {"pixels": pixels.numpy()})
+    checks = [compare_output("logits", ref, got[0], *tol["logits"])]
+    failures = []
+    if len(kept_names) != len(drops):
+        failures.append(f"the ONNX model has {len(kept_names)} SaintTokenDrop nodes, PyTorch ran {len(drops)}")
+    for name, (_, kept), onnx_kept in zip(kept_names, drops, got[1:]):
+        checks.append(compare_output(name, kept.numpy(), onnx_kept, 0, 0, exact_index=not fp16))
+    tokens_torch = [int(k.shape[1]) for _, k in drops]
+    tokens_onnx = [int(k.shape[1]) for k in got[1:]]
+    failures += [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
+    if tokens_torch != tokens_onnx:
+        failures.append("tokens kept per layer differ")
+    return ValidationReport(
+        model=built.config.alias, onnx=str(onnx_path), provider=providers(device)[0], batch=int(pixels.shape[0]), inputs=names,
+        outputs=checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
+        onnx_vs_torch_saint=agreement(got[0], ref, built.classifier),
+        onnx_vs_torch_dense=agreement(got[0], dense, built.classifier),
+        torch_saint_vs_dense=agreement(ref, dense, built.classifier),
+        passed=not failures, failures=failures,
+    )
+
+
+def validate_with_inputs(onnx_path: Path, built: BuiltModel, image_dir: str | None = None, batch: int = 8,
+                         tol: tuple[str, ...] = (), device: str = "cpu",
+                         progress: Callable[[str], None] = lambda s: None) -> ValidationReport:
+    """:func:`validate_onnx` on ``batch`` images from ``image_dir`` (default: photos + generated images)."""
+    from ..inputs import gather_inputs
+
+    tolerances = parse_tolerances(tol)
+    pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
+    progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
+    return validate_onnx(onnx_path, built, pixels, names, tolerances, device)
