@@ -23,34 +23,11 @@ class SaintExportError(Exception):
     exit_code = 1
 
 
-class CheckFailed(SaintExportError):
-    """A comparison ran to the end and found outputs outside tolerance."""
-
-    exit_code = 1
-
-
-class ConfigError(SaintExportError):
-    """Unknown model alias, bad YAML field, or a parameter outside its range."""
-
-    exit_code = 3
-
-
-class InputError(SaintExportError):
-    """A file or directory the user gave cannot be read or has the wrong content."""
-
-    exit_code = 4
-
-
-class MissingDependencyError(SaintExportError):
-    """Something the command needs is not here: network, TensorRT, a GPU, a package."""
-
-    exit_code = 5
-
-
-class OutputExistsError(SaintExportError):
-    """Refusing to replace an existing output without --force."""
-
-    exit_code = 6
+# one class per exit code; the meaning of each is EXIT_CODES below
+class ConfigError(SaintExportError): exit_code = 3  # noqa: E701
+class InputError(SaintExportError): exit_code = 4  # noqa: E701
+class MissingDependencyError(SaintExportError): exit_code = 5  # noqa: E701
+class OutputExistsError(SaintExportError): exit_code = 6  # noqa: E701
 
 
 class StageError(SaintExportError):

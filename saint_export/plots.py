@@ -18,6 +18,19 @@ def _figure():
     return plt
 
 
+def _finish(plt, fig, ax, path: str | Path, title: str, xlabel: str, ylabel: str, force: bool) -> Path:
+    """Labels, legend and grid; the PNG written atomically with saint-export's mark."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA), force)
+    plt.close(fig)
+    return out
+
+
 def plot_tokens(path: str | Path, title: str, dense: list[int], pruned: list[int], force: bool = False) -> Path:
     """Tokens entering each block's MLP, dense vs SAINT."""
     plt = _figure()
@@ -25,16 +38,8 @@ def plot_tokens(path: str | Path, title: str, dense: list[int], pruned: list[int
     blocks = list(range(len(dense)))
     ax.step(blocks, dense, where="mid", label="dense", color="gray")
     ax.step(blocks, pruned, where="mid", label="SAINT", color="tab:red")
-    ax.set_xlabel("block")
-    ax.set_ylabel("tokens after the block")
-    ax.set_title(title)
     ax.set_ylim(0, max(dense) * 1.05)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA), force)
-    plt.close(fig)
-    return out
+    return _finish(plt, fig, ax, path, title, "block", "tokens after the block", force)
 
 
 def plot_throughput(path: str | Path, title: str, batches: list[int], series: dict[str, list[float]], force: bool = False) -> Path:
@@ -44,12 +49,4 @@ def plot_throughput(path: str | Path, title: str, batches: list[int], series: di
         ax.plot(batches, values, marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_xticks(batches, [str(b) for b in batches])
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("images / s")
-    ax.set_title(title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA), force)
-    plt.close(fig)
-    return out
+    return _finish(plt, fig, ax, path, title, "batch size", "images / s", force)

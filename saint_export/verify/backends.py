@@ -19,9 +19,18 @@ from ..reference.patch import pruning
 Backend = Callable[[torch.Tensor], np.ndarray]
 
 
-def providers(device: str) -> list[str]:
-    import onnxruntime as ort
+def onnxruntime():
+    """The onnxruntime module, or one line saying which build to install."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime is not installed: pip install 'saint-export[cpu]' "
+                                     "(or 'saint-export[gpu]' for onnxruntime-gpu)") from None
+    return ort
 
+
+def providers(device: str) -> list[str]:
+    ort = onnxruntime()
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise MissingDependencyError("onnxruntime has no CUDA provider here: pip install 'saint-export[gpu]' "
@@ -46,10 +55,10 @@ def require_portable(proto, path: Path) -> None:
 def ort_session(path: Path, device: str = "cpu", extra_outputs: tuple[str, ...] = ()):
     """An onnxruntime session (all graph optimisations) that also returns the named intermediate values."""
     import onnx
-    import onnxruntime as ort
 
     from ..export.pipeline import read_proto
 
+    ort = onnxruntime()
     path = Path(path)
     proto = read_proto(path)
     require_portable(proto, path)
@@ -73,10 +82,8 @@ def ort_session(path: Path, device: str = "cpu", extra_outputs: tuple[str, ...] 
 
 
 def _session(file: str, opts, provider_list: list[str], path: Path):
-    import onnxruntime as ort
-
     try:
-        return ort.InferenceSession(file, opts, providers=provider_list)
+        return onnxruntime().InferenceSession(file, opts, providers=provider_list)
     except Exception as exc:
         raise InputError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0][:300]}") from None
 
