@@ -53,6 +53,28 @@ def compare(official_model, ours, pixels, label):
     return ok
 
 
+def official_copy(built, saint_repo: str):
+    """A copy of ``built``'s timm model with the official SAINT patch (same weights, same schedule).
+    Raises ValueError when the schedule is one the official code cannot express."""
+    sys.path.insert(0, saint_repo)
+    import saint as official  # noqa: E402  (the user's checkout)
+
+    from saint_export.reference.patch import remove_patch
+
+    rules = built.schedule.as_dict()
+    layers = built.schedule.layers
+    if layers != list(range(len(layers))) or any(r.k != 5 or r.gamma != 10.0 or r.fixed_r >= 0 for r in rules.values()):
+        raise ValueError("the official code supports a contiguous prefix of blocks with K=5, gamma=10 and no fixed_r")
+    theirs = copy.deepcopy(built.module)
+    remove_patch(theirs)
+    official.patch.timm(theirs, rules[0].threshold, 5, 10.0)
+    theirs.prune_mode = ["drop"] * len(layers)
+    theirs.sim_threshold = [rules[i].threshold for i in layers]
+    if built.protected != int(theirs.cls_token is not None) + int(getattr(theirs, "dist_token", None) is not None):
+        raise ValueError("the official code protects only class/distillation tokens; this model has others")
+    return theirs.eval()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -66,32 +88,19 @@ def main() -> int:
     parser.add_argument("--per-image", action="store_true", help="also compare each image alone (B = 1)")
     args = parser.parse_args()
 
-    sys.path.insert(0, args.saint_repo)
-    import saint as official  # noqa: E402  (the user's checkout)
-
     from saint_export.inputs import gather_inputs
     from saint_export.models.build import build_model
     from saint_export.models.registry import resolve
 
     cfg = resolve(args.model)
     built = build_model(cfg, args.weights, args.checkpoint, {"threshold": args.threshold})
-    rules = built.schedule.as_dict()
-    layers = built.schedule.layers
-    if layers != list(range(len(layers))) or any(r.k != 5 or r.gamma != 10.0 or r.fixed_r >= 0 for r in rules.values()):
-        print("the official code supports a contiguous prefix of blocks with K=5, gamma=10 and no fixed_r", file=sys.stderr)
-        return 2
     ours = built.module
     for block in ours.blocks:
         block.attn.fused_attn = False
-    from saint_export.reference.patch import remove_patch
-
-    theirs = copy.deepcopy(ours)
-    remove_patch(theirs)
-    official.patch.timm(theirs, rules[0].threshold, 5, 10.0)
-    theirs.prune_mode = ["drop"] * len(layers)
-    theirs.sim_threshold = [rules[i].threshold for i in layers]
-    if built.protected != int(theirs.cls_token is not None) + int(getattr(theirs, "dist_token", None) is not None):
-        print("the official code protects only class/distillation tokens; this model has others", file=sys.stderr)
+    try:
+        theirs = official_copy(built, args.saint_repo)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
 
     pixels, names = gather_inputs(cfg, (), args.images, args.synthetic, args.photos)
