@@ -33,13 +33,23 @@ SAINT_HD float rowScore(int32_t count, float sumValid, float sumAll, int32_t nb,
     return sumAll / static_cast<float>(nb);
 }
 
-//! Position of score i in a stable descending order of s[0..n): larger first, ties by lower index.
+//! a before b in the descending order: NaN above every number (as torch.sort(descending=True)
+//! places it), then larger first; equal keys (NaN with NaN included) keep index order.
+SAINT_HD bool rankedAbove(float a, float b)
+{
+    bool const aNan = a != a;
+    bool const bNan = b != b;
+    return aNan ? !bNan : (!bNan && a > b);
+}
+
+//! Position of score i in a stable descending order of s[0..n): NaN first, then larger first,
+//! ties by lower index. A permutation of 0..n-1 for any input (no duplicate ranks).
 SAINT_HD int32_t stableDescendingRank(float const* s, int32_t n, int32_t i)
 {
     float const si = s[i];
     int32_t rank = 0;
     for (int32_t j = 0; j < n; ++j)
-        rank += (s[j] > si) || (s[j] == si && j < i);
+        rank += rankedAbove(s[j], si) || (j < i && !rankedAbove(si, s[j]));
     return rank;
 }
 

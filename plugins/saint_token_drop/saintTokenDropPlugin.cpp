@@ -44,23 +44,112 @@ bool readScalar(PluginField const& f, double& out, bool wantInt, std::string& er
         return false;
     }
     bool const isInt = f.type == PluginFieldType::kINT32 || f.type == PluginFieldType::kINT64;
-    if (wantInt && !isInt)
+    if (wantInt != isInt)
     {
-        error = std::string("field '") + f.name + "' must be an integer (int32 or int64)";
-        return false;
-    }
-    if (!wantInt && isInt)
-    {
-        error = std::string("field '") + f.name + "' must be a float (float32 or float64)";
+        error = std::string("field '") + f.name + (wantInt ? "' must be an integer (int32 or int64)" : "' must be a float (float32 or float64)");
         return false;
     }
     return true;
+}
+
+//! Index of ``name`` in kFIELD_NAMES, or -1.
+int32_t fieldIndex(char const* name)
+{
+    for (int32_t j = 0; j < kNB_FIELDS; ++j)
+        if (std::strcmp(name, kFIELD_NAMES[j]) == 0)
+            return j;
+    return -1;
+}
+
+bool rangeError(std::string& error, char const* field, char const* range)
+{
+    error = std::string("field '") + field + "' must be " + range;
+    return false;
+}
+
+//! Range-check value ``v`` of field ``which`` and store it in ``attrs``.
+bool storeField(int32_t which, double v, TokenDropAttrs& attrs, std::string& error)
+{
+    switch (which)
+    {
+    case 0:
+        if (!(v >= -1.0 && v <= 1.0)) // also rejects NaN
+            return rangeError(error, kFIELD_THRESHOLD, "in [-1, 1]");
+        attrs.threshold = static_cast<float>(v);
+        return true;
+    case 1:
+        if (v < 1 || v > 1e9)
+            return rangeError(error, kFIELD_K, ">= 1");
+        attrs.k = static_cast<int32_t>(v);
+        return true;
+    case 2:
+        if (!std::isfinite(v) || std::fabs(v) > 3.4e38)
+            return rangeError(error, kFIELD_GAMMA, "finite");
+        attrs.gamma = static_cast<float>(v);
+        return true;
+    case 3:
+        if (v < 0 || v > kMaxTokens)
+            return rangeError(error, kFIELD_PROTECTED, "in [0, 8192]");
+        attrs.protectedTokens = static_cast<int32_t>(v);
+        return true;
+    default:
+        if (v < -1 || v > kMaxTokens)
+            return rangeError(error, kFIELD_FIXED_R, "-1 (vote) or in [0, 8192]");
+        attrs.fixedR = static_cast<int32_t>(v);
+        return true;
+    }
+}
+
+//! Parse one field into ``attrs``; unknown fields are ignored with a warning.
+bool parseOneField(PluginField const& f, bool (&seen)[kNB_FIELDS], TokenDropAttrs& attrs, std::string& error)
+{
+    if (f.name == nullptr)
+    {
+        error = "a field has no name";
+        return false;
+    }
+    int32_t const which = fieldIndex(f.name);
+    if (which < 0)
+    {
+        if (std::strcmp(f.name, "plugin_version") != 0 && std::strcmp(f.name, "plugin_namespace") != 0)
+            logWarning(std::string("ignoring unknown field '") + f.name + "'");
+        return true;
+    }
+    if (seen[which])
+    {
+        error = std::string("field '") + f.name + "' given twice";
+        return false;
+    }
+    seen[which] = true;
+    double v = 0;
+    bool const wantInt = which == 1 || which == 3 || which == 4;
+    return readScalar(f, v, wantInt, error) && storeField(which, v, attrs, error);
 }
 
 int32_t fail(std::string const& message) noexcept
 {
     log(ILogger::Severity::kERROR, message);
     return -1;
+}
+
+//! Runs ``body``; an exception is logged (naming ``where``) and turns into ``onError``. Every
+//! noexcept entry point goes through this, so no exception crosses the TensorRT boundary.
+template <typename R, typename F>
+R guarded(char const* where, R onError, F&& body) noexcept
+{
+    try
+    {
+        return body();
+    }
+    catch (std::exception const& e)
+    {
+        log(ILogger::Severity::kERROR, std::string(where) + ": " + e.what());
+    }
+    catch (...)
+    {
+        log(ILogger::Severity::kERROR, std::string(where) + ": unknown exception");
+    }
+    return onError;
 }
 
 } // namespace
@@ -73,90 +162,20 @@ bool parseFields(PluginFieldCollection const* fc, TokenDropAttrs& attrs, std::st
 {
     try
     {
-        if (fc == nullptr)
+        if (fc == nullptr || fc->nbFields < 0 || (fc->nbFields > 0 && fc->fields == nullptr))
         {
             error = "no fields given";
             return false;
         }
-        bool seen[5] = {false, false, false, false, false};
-        char const* names[5] = {"threshold", "k", "gamma", "protected", "fixed_r"};
+        bool seen[kNB_FIELDS] = {};
         for (int32_t i = 0; i < fc->nbFields; ++i)
-        {
-            PluginField const& f = fc->fields[i];
-            if (f.name == nullptr)
-            {
-                error = "a field has no name";
+            if (!parseOneField(fc->fields[i], seen, attrs, error))
                 return false;
-            }
-            int32_t which = -1;
-            for (int32_t j = 0; j < 5; ++j)
-                if (std::strcmp(f.name, names[j]) == 0)
-                    which = j;
-            if (which < 0)
-            {
-                if (std::strcmp(f.name, "plugin_version") != 0 && std::strcmp(f.name, "plugin_namespace") != 0)
-                    logWarning(std::string("ignoring unknown field '") + f.name + "'");
-                continue;
-            }
-            if (seen[which])
-            {
-                error = std::string("field '") + f.name + "' given twice";
-                return false;
-            }
-            seen[which] = true;
-            double v = 0;
-            bool const wantInt = which == 1 || which == 3 || which == 4;
-            if (!readScalar(f, v, wantInt, error))
-                return false;
-            switch (which)
-            {
-            case 0:
-                if (!std::isfinite(v) || v < -1.0 || v > 1.0)
-                {
-                    error = "field 'threshold' must be in [-1, 1]";
-                    return false;
-                }
-                attrs.threshold = static_cast<float>(v);
-                break;
-            case 1:
-                if (v < 1 || v > 1e9)
-                {
-                    error = "field 'k' must be >= 1";
-                    return false;
-                }
-                attrs.k = static_cast<int32_t>(v);
-                break;
-            case 2:
-                if (!std::isfinite(v))
-                {
-                    error = "field 'gamma' must be finite";
-                    return false;
-                }
-                attrs.gamma = static_cast<float>(v);
-                break;
-            case 3:
-                if (v < 0 || v > kMaxTokens)
-                {
-                    error = "field 'protected' must be in [0, 8192]";
-                    return false;
-                }
-                attrs.protectedTokens = static_cast<int32_t>(v);
-                break;
-            default:
-                if (v < -1 || v > kMaxTokens)
-                {
-                    error = "field 'fixed_r' must be -1 (vote) or in [0, 8192]";
-                    return false;
-                }
-                attrs.fixedR = static_cast<int32_t>(v);
-                break;
-            }
-        }
-        for (int32_t j = 0; j < 5; ++j)
+        for (int32_t j = 0; j < kNB_FIELDS; ++j)
         {
             if (!seen[j])
             {
-                error = std::string("missing field '") + names[j] + "'";
+                error = std::string("missing field '") + kFIELD_NAMES[j] + "'";
                 return false;
             }
         }
@@ -167,18 +186,29 @@ bool parseFields(PluginFieldCollection const* fc, TokenDropAttrs& attrs, std::st
         error = e.what();
         return false;
     }
+    catch (...)
+    {
+        error = "unknown exception while parsing fields";
+        return false;
+    }
+}
+
+std::vector<PluginField> tokenDropFields(TokenDropAttrs* attrs)
+{
+    bool const withData = attrs != nullptr;
+    return {
+        PluginField(kFIELD_THRESHOLD, withData ? &attrs->threshold : nullptr, PluginFieldType::kFLOAT32, 1),
+        PluginField(kFIELD_K, withData ? &attrs->k : nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kFIELD_GAMMA, withData ? &attrs->gamma : nullptr, PluginFieldType::kFLOAT32, 1),
+        PluginField(kFIELD_PROTECTED, withData ? &attrs->protectedTokens : nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kFIELD_FIXED_R, withData ? &attrs->fixedR : nullptr, PluginFieldType::kINT32, 1),
+    };
 }
 
 SaintTokenDropPlugin::SaintTokenDropPlugin(TokenDropAttrs const& attrs)
     : mAttrs(attrs)
+    , mFields(tokenDropFields(&mAttrs))
 {
-    mFields = {
-        PluginField("threshold", &mAttrs.threshold, PluginFieldType::kFLOAT32, 1),
-        PluginField("k", &mAttrs.k, PluginFieldType::kINT32, 1),
-        PluginField("gamma", &mAttrs.gamma, PluginFieldType::kFLOAT32, 1),
-        PluginField("protected", &mAttrs.protectedTokens, PluginFieldType::kINT32, 1),
-        PluginField("fixed_r", &mAttrs.fixedR, PluginFieldType::kINT32, 1),
-    };
     mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
     mFieldCollection.fields = mFields.data();
 }
@@ -207,152 +237,215 @@ IPluginV3* SaintTokenDropPlugin::clone() noexcept
     }
 }
 
+namespace
+{
+//! A known dim (>= 0) above ``limit``.
+bool above(int64_t dim, int64_t limit) { return dim >= 0 && dim > limit; }
+
+//! Bytes kept at the end of the workspace for M when the plugin has no kept_count output.
+constexpr size_t kCountSlot = 256;
+} // namespace
+
 int32_t SaintTokenDropPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
-    if (in == nullptr || out == nullptr || nbInputs != 2 || nbOutputs != 3)
-        return fail("expects 2 inputs (tokens, metric) and 3 outputs");
-    if (in[0].desc.dims.nbDims != 3 || in[1].desc.dims.nbDims != 3)
-        return fail("tokens and metric must be rank 3: [B, N, C] and [B, N, D]");
-    for (int32_t d = 0; d < 2; ++d)
-    {
-        int64_t const a = in[0].desc.dims.d[d];
-        int64_t const b = in[1].desc.dims.d[d];
-        if (a >= 0 && b >= 0 && a != b)
-            return fail("tokens and metric disagree on B or N");
-    }
-    int64_t const dim = in[1].desc.dims.d[2];
-    if (dim > 256)
-        return fail("metric dim D above 256 is not supported");
-    return 0;
+    return guarded("configurePlugin", int32_t{-1}, [&]() -> int32_t {
+        if (in == nullptr || out == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs())
+            return fail("configurePlugin: expects 2 inputs (tokens, metric) and " + std::to_string(getNbOutputs()) + " outputs");
+        if (in[0].desc.dims.nbDims != 3 || in[1].desc.dims.nbDims != 3)
+            return fail("tokens and metric must be rank 3: [B, N, C] and [B, N, D]");
+        for (int32_t d = 0; d < 2; ++d)
+        {
+            int64_t const a = in[0].desc.dims.d[d];
+            int64_t const b = in[1].desc.dims.d[d];
+            if (a >= 0 && b >= 0 && a != b)
+                return fail("tokens and metric disagree on B or N");
+        }
+        if (above(in[1].desc.dims.d[2], kMaxMetricDim) || (in[1].max.nbDims == 3 && above(in[1].max.d[2], kMaxMetricDim)))
+            return fail("metric dim D above 256 is not supported");
+        if (above(in[0].desc.dims.d[1], kMaxTokens) || (in[0].max.nbDims == 3 && above(in[0].max.d[1], kMaxTokens)))
+            return fail("token count N above 8192 is not supported");
+        return 0;
+    });
 }
 
 int32_t SaintTokenDropPlugin::getOutputDataTypes(
     DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
 {
-    if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != 3 || nbInputs != 2)
-        return fail("getOutputDataTypes: expects 2 inputs and 3 outputs");
-    outputTypes[0] = inputTypes[0];
-    outputTypes[1] = DataType::kINT64;
-    outputTypes[2] = DataType::kINT64;
-    return 0;
+    return guarded("getOutputDataTypes", int32_t{-1}, [&]() -> int32_t {
+        if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != getNbOutputs() || nbInputs != 2)
+            return fail("getOutputDataTypes: expects 2 inputs and " + std::to_string(getNbOutputs()) + " outputs");
+        outputTypes[0] = inputTypes[0];
+        for (int32_t i = 1; i < nbOutputs; ++i)
+            outputTypes[i] = DataType::kINT64;
+        return 0;
+    });
+}
+
+//! M = N - min(fixed_r, Na') with Na' = min(ceil(F / 2), max(F - 1, 0)), F = max(N - P, 0): Na' is
+//! ceil((N - P) / 2) except that it is 0 when fewer than two tokens are free (the rule's identity case).
+int32_t SaintTokenDropPlugin::staticOutputShapes(DimsExprs const& tokens, IExprBuilder& eb, IDimensionExpr const*& m) const noexcept
+{
+    return guarded("getOutputShapes", int32_t{-1}, [&]() -> int32_t {
+        IDimensionExpr const* n = tokens.d[1];
+        IDimensionExpr const* zero = eb.constant(0);
+        IDimensionExpr const* one = eb.constant(1);
+        IDimensionExpr const* two = eb.constant(2);
+        IDimensionExpr const* p = eb.constant(mAttrs.protectedTokens);
+        IDimensionExpr const* fixed = eb.constant(mAttrs.fixedR);
+        if (!n || !zero || !one || !two || !p || !fixed)
+            return fail("getOutputShapes: constant() failed");
+        using Op = DimensionOperation;
+        IDimensionExpr const* free = eb.operation(Op::kMAX, *eb.operation(Op::kSUB, *n, *p), *zero);
+        IDimensionExpr const* na = eb.operation(Op::kMIN, *eb.operation(Op::kCEIL_DIV, *free, *two),
+            *eb.operation(Op::kMAX, *eb.operation(Op::kSUB, *free, *one), *zero));
+        m = eb.operation(Op::kSUB, *n, *eb.operation(Op::kMIN, *fixed, *na));
+        return m == nullptr ? fail("getOutputShapes: operation() failed") : 0;
+    });
 }
 
 int32_t SaintTokenDropPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* shapeInputs,
     int32_t nbShapeInputs, DimsExprs* outputs, int32_t nbOutputs, IExprBuilder& exprBuilder) noexcept
 {
-    (void) shapeInputs;
-    (void) nbShapeInputs;
-    if (inputs == nullptr || outputs == nullptr || nbInputs != 2 || nbOutputs != 3 || inputs[0].nbDims != 3)
-        return fail("getOutputShapes: expects tokens [B, N, C], metric [B, N, D] and 3 outputs");
-    IDimensionExpr const* n = inputs[0].d[1];
-    // M = N - r is decided on the device: a size tensor with upper bound N
-    IDimensionExpr const* m = exprBuilder.declareSizeTensor(2, *n, *n);
-    if (m == nullptr)
-        return fail("declareSizeTensor failed");
-    outputs[0].nbDims = 3;
-    outputs[0].d[0] = inputs[0].d[0];
-    outputs[0].d[1] = m;
-    outputs[0].d[2] = inputs[0].d[2];
-    outputs[1].nbDims = 2;
-    outputs[1].d[0] = inputs[0].d[0];
-    outputs[1].d[1] = m;
-    outputs[2].nbDims = 0;
-    return 0;
+    return guarded("getOutputShapes", int32_t{-1}, [&]() -> int32_t {
+        (void) shapeInputs;
+        (void) nbShapeInputs;
+        if (inputs == nullptr || outputs == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs() || inputs[0].nbDims != 3)
+            return fail("getOutputShapes: expects tokens [B, N, C], metric [B, N, D] and " + std::to_string(getNbOutputs()) + " outputs");
+        IDimensionExpr const* m = nullptr;
+        if (mAttrs.fixedR >= 0)
+        {
+            if (staticOutputShapes(inputs[0], exprBuilder, m) != 0)
+                return -1;
+        }
+        else
+        {
+            // M = N - r is decided on the device: a size tensor with upper bound N
+            IDimensionExpr const* n = inputs[0].d[1];
+            m = exprBuilder.declareSizeTensor(2, *n, *n);
+            if (m == nullptr)
+                return fail("declareSizeTensor failed");
+            outputs[2].nbDims = 0;
+        }
+        outputs[0].nbDims = 3;
+        outputs[0].d[0] = inputs[0].d[0];
+        outputs[0].d[1] = m;
+        outputs[0].d[2] = inputs[0].d[2];
+        outputs[1].nbDims = 2;
+        outputs[1].d[0] = inputs[0].d[0];
+        outputs[1].d[1] = m;
+        return 0;
+    });
 }
 
 bool SaintTokenDropPlugin::supportsFormatCombination(
     int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (inOut == nullptr || nbInputs != 2 || nbOutputs != 3 || pos < 0 || pos >= 5)
-        return false;
-    PluginTensorDesc const& desc = inOut[pos].desc;
-    if (desc.format != TensorFormat::kLINEAR)
-        return false;
-    switch (pos)
-    {
-    case 0: return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF || desc.type == DataType::kBF16;
-    case 1:
-    case 2: return desc.type == inOut[0].desc.type;
-    default: return desc.type == DataType::kINT64;
-    }
+    return guarded("supportsFormatCombination", false, [&]() -> bool {
+        if (inOut == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs() || pos < 0 || pos >= nbInputs + nbOutputs)
+            return false;
+        PluginTensorDesc const& desc = inOut[pos].desc;
+        if (desc.format != TensorFormat::kLINEAR)
+            return false;
+        switch (pos)
+        {
+        case 0: return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF || desc.type == DataType::kBF16;
+        case 1:
+        case 2: return desc.type == inOut[0].desc.type;
+        default: return desc.type == DataType::kINT64;
+        }
+    });
 }
 
 size_t SaintTokenDropPlugin::getWorkspaceSize(
     DynamicPluginTensorDesc const* inputs, int32_t nbInputs, DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept
 {
-    (void) outputs;
-    (void) nbOutputs;
-    if (inputs == nullptr || nbInputs != 2)
-        return 0;
-    return tokenDropWorkspaceSize(static_cast<int32_t>(inputs[0].max.d[0]), static_cast<int32_t>(inputs[0].max.d[1]),
-        static_cast<int32_t>(inputs[1].max.d[2]));
+    return guarded("getWorkspaceSize", size_t{0}, [&]() -> size_t {
+        (void) outputs;
+        (void) nbOutputs;
+        if (inputs == nullptr || nbInputs != 2)
+            return 0;
+        size_t const kernels = tokenDropWorkspaceSize(static_cast<int32_t>(inputs[0].max.d[0]),
+            static_cast<int32_t>(inputs[0].max.d[1]), static_cast<int32_t>(inputs[1].max.d[2]));
+        return kernels + (getNbOutputs() == 2 ? kCountSlot : 0);
+    });
 }
 
 int32_t SaintTokenDropPlugin::onShapeChange(
     PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
-    (void) out;
-    if (in == nullptr || nbInputs != 2 || nbOutputs != 3 || in[0].dims.nbDims != 3 || in[1].dims.nbDims != 3)
-        return fail("onShapeChange: bad input ranks");
-    if (in[0].dims.d[0] != in[1].dims.d[0] || in[0].dims.d[1] != in[1].dims.d[1])
-        return fail("onShapeChange: tokens and metric disagree on B or N");
-    return 0;
+    return guarded("onShapeChange", int32_t{-1}, [&]() -> int32_t {
+        (void) out;
+        if (in == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs() || in[0].dims.nbDims != 3 || in[1].dims.nbDims != 3)
+            return fail("onShapeChange: bad input ranks or output count");
+        if (in[0].dims.d[0] != in[1].dims.d[0] || in[0].dims.d[1] != in[1].dims.d[1])
+            return fail("onShapeChange: tokens and metric disagree on B or N");
+        if (above(in[1].dims.d[2], kMaxMetricDim))
+            return fail("onShapeChange: metric dim D above 256 is not supported");
+        if (above(in[0].dims.d[1], kMaxTokens))
+            return fail("onShapeChange: token count N above 8192 is not supported");
+        return 0;
+    });
 }
 
 int32_t SaintTokenDropPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
     void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
 {
-    (void) outputDesc;
-    if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
-        return fail("enqueue: null arguments");
-    TokenDropParams p{};
-    p.batch = static_cast<int32_t>(inputDesc[0].dims.d[0]);
-    p.tokens = static_cast<int32_t>(inputDesc[0].dims.d[1]);
-    p.channels = static_cast<int32_t>(inputDesc[0].dims.d[2]);
-    p.dim = static_cast<int32_t>(inputDesc[1].dims.d[2]);
-    p.threshold = mAttrs.threshold;
-    p.k = mAttrs.k;
-    p.gamma = mAttrs.gamma;
-    p.protectedTokens = mAttrs.protectedTokens;
-    p.fixedR = mAttrs.fixedR;
-    if (char const* bad = tokenDropCheckParams(p))
-        return fail(std::string("enqueue: ") + bad);
-    DType dtype = DType::kFLOAT;
-    switch (inputDesc[0].type)
-    {
-    case DataType::kFLOAT: dtype = DType::kFLOAT; break;
-    case DataType::kHALF: dtype = DType::kHALF; break;
-    case DataType::kBF16: dtype = DType::kBF16; break;
-    default: return fail("enqueue: unsupported input type");
-    }
-    cudaError_t const err = tokenDropLaunch(p, dtype, inputs[0], inputs[1], outputs[0], static_cast<int64_t*>(outputs[1]),
-        static_cast<int64_t*>(outputs[2]), workspace, tokenDropWorkspaceSize(p.batch, p.tokens, p.dim), stream);
-    if (err != cudaSuccess)
-        return fail(std::string("enqueue: CUDA error: ") + cudaGetErrorString(err));
-    return 0;
+    return guarded("enqueue", int32_t{-1}, [&]() -> int32_t {
+        (void) outputDesc;
+        if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
+            return fail("enqueue: null arguments");
+        TokenDropParams p{};
+        p.batch = static_cast<int32_t>(inputDesc[0].dims.d[0]);
+        p.tokens = static_cast<int32_t>(inputDesc[0].dims.d[1]);
+        p.channels = static_cast<int32_t>(inputDesc[0].dims.d[2]);
+        p.dim = static_cast<int32_t>(inputDesc[1].dims.d[2]);
+        p.threshold = mAttrs.threshold;
+        p.k = mAttrs.k;
+        p.gamma = mAttrs.gamma;
+        p.protectedTokens = mAttrs.protectedTokens;
+        p.fixedR = mAttrs.fixedR;
+        if (char const* bad = tokenDropCheckParams(p))
+            return fail(std::string("enqueue: ") + bad);
+        DType dtype = DType::kFLOAT;
+        switch (inputDesc[0].type)
+        {
+        case DataType::kFLOAT: dtype = DType::kFLOAT; break;
+        case DataType::kHALF: dtype = DType::kHALF; break;
+        case DataType::kBF16: dtype = DType::kBF16; break;
+        default: return fail("enqueue: unsupported input type");
+        }
+        size_t const kernelBytes = tokenDropWorkspaceSize(p.batch, p.tokens, p.dim);
+        // without the kept_count output, M goes to a slot after the kernels' workspace
+        int64_t* keptCount = getNbOutputs() == 3
+            ? static_cast<int64_t*>(outputs[2])
+            : reinterpret_cast<int64_t*>(static_cast<char*>(workspace) + kernelBytes);
+        cudaError_t const err = tokenDropLaunch(p, dtype, inputs[0], inputs[1], outputs[0], static_cast<int64_t*>(outputs[1]),
+            keptCount, workspace, kernelBytes, stream);
+        if (err != cudaSuccess)
+            return fail(std::string("enqueue: CUDA error: ") + cudaGetErrorString(err));
+        return 0;
+    });
 }
 
 IPluginV3* SaintTokenDropPlugin::attachToContext(IPluginResourceContext* context) noexcept
 {
-    (void) context;
-    return clone();
+    return guarded("attachToContext", static_cast<IPluginV3*>(nullptr), [&]() -> IPluginV3* {
+        (void) context;
+        return clone();
+    });
 }
 
 PluginFieldCollection const* SaintTokenDropPlugin::getFieldsToSerialize() noexcept
 {
-    return &mFieldCollection;
+    return guarded("getFieldsToSerialize", static_cast<PluginFieldCollection const*>(nullptr), [&]() -> PluginFieldCollection const* {
+        return &mFieldCollection;
+    });
 }
 
 SaintTokenDropCreator::SaintTokenDropCreator()
+    : mFields(tokenDropFields(nullptr))
 {
-    mFields = {
-        PluginField("threshold", nullptr, PluginFieldType::kFLOAT32, 1),
-        PluginField("k", nullptr, PluginFieldType::kINT32, 1),
-        PluginField("gamma", nullptr, PluginFieldType::kFLOAT32, 1),
-        PluginField("protected", nullptr, PluginFieldType::kINT32, 1),
-        PluginField("fixed_r", nullptr, PluginFieldType::kINT32, 1),
-    };
     mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
     mFieldCollection.fields = mFields.data();
 }

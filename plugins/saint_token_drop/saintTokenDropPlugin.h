@@ -4,7 +4,9 @@
  * Inputs : 0 tokens [B, N, C], 1 metric [B, N, D]           (float, half or bf16; same type)
  * Outputs: 0 tokens_out [B, M, C] (input type)
  *          1 kept_index [B, M] int64
- *          2 kept_count  int64 scalar: the size tensor M = N - r (upper bound N)
+ *          2 kept_count  int64 scalar: the size tensor M = N - r (upper bound N); vote mode only
+ * With fixed_r >= 0, M = N - min(fixed_r, Na) (Na = ceil((N - P) / 2), 0 when N - P < 2) is an
+ * expression of the input dims: the plugin then has two outputs and no data-dependent shape.
  * Fields : threshold (float32), k (int32), gamma (float32), protected (int32), fixed_r (int32),
  *          the attribute names of the ONNX node saint.SaintTokenDrop (see spec.yaml).
  */
@@ -24,6 +26,17 @@ constexpr char const* kPLUGIN_NAME = "SaintTokenDrop";
 constexpr char const* kPLUGIN_VERSION = "1";
 constexpr char const* kPLUGIN_NAMESPACE = "saint";
 
+//! Field names (the ONNX node's attribute names), defined once.
+constexpr char const* kFIELD_THRESHOLD = "threshold";
+constexpr char const* kFIELD_K = "k";
+constexpr char const* kFIELD_GAMMA = "gamma";
+constexpr char const* kFIELD_PROTECTED = "protected";
+constexpr char const* kFIELD_FIXED_R = "fixed_r";
+constexpr int32_t kNB_FIELDS = 5;
+constexpr char const* kFIELD_NAMES[kNB_FIELDS] = {kFIELD_THRESHOLD, kFIELD_K, kFIELD_GAMMA, kFIELD_PROTECTED, kFIELD_FIXED_R};
+//! Largest metric dim D the kernels accept.
+constexpr int64_t kMaxMetricDim = 256;
+
 //! The rule's attributes, validated once on creation.
 struct TokenDropAttrs
 {
@@ -33,6 +46,12 @@ struct TokenDropAttrs
     int32_t protectedTokens{1};
     int32_t fixedR{-1};
 };
+
+//! Outputs of a plugin with these attributes: 3 in vote mode (with the size tensor), 2 with fixed_r.
+inline int32_t tokenDropNbOutputs(TokenDropAttrs const& attrs) noexcept { return attrs.fixedR >= 0 ? 2 : 3; }
+
+//! The plugin's PluginField list over ``attrs`` (used to serialize and to describe the creator's fields).
+std::vector<nvinfer1::PluginField> tokenDropFields(TokenDropAttrs* attrs);
 
 //! Parse and validate a field collection; on error returns false and sets ``error`` to a message
 //! naming the field.
@@ -57,7 +76,7 @@ public:
     char const* getPluginNamespace() const noexcept override { return kPLUGIN_NAMESPACE; }
 
     // IPluginV3OneBuild
-    int32_t getNbOutputs() const noexcept override { return 3; }
+    int32_t getNbOutputs() const noexcept override { return tokenDropNbOutputs(mAttrs); }
     int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
         nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs, nvinfer1::DataType const* inputTypes,
@@ -79,6 +98,9 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
+    int32_t staticOutputShapes(nvinfer1::DimsExprs const& tokens, nvinfer1::IExprBuilder& eb,
+        nvinfer1::IDimensionExpr const*& m) const noexcept;
+
     TokenDropAttrs mAttrs;
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldCollection{};

@@ -97,20 +97,29 @@ int main(int argc, char** argv)
 {
     if (argc < 3)
     {
-        std::cerr << "usage: saint_runner model.plan images.npy [--plugin libsaint_plugins.so]\n";
+        std::cerr << "usage: saint_runner model.plan images.npy [--plugin libsaint_plugins.so] [--version-compatible]\n";
         return 2;
     }
     std::string const planPath = argv[1];
     std::string const npyPath = argv[2];
     std::string pluginPath = "libsaint_plugins.so";
-    for (int i = 3; i + 1 < argc; ++i)
-        if (std::string(argv[i]) == "--plugin")
-            pluginPath = argv[i + 1];
+    // a version-compatible engine (saint-export --engine --version-compatible) carries the plugin
+    // library inside the plan; TensorRT refuses to deserialize it unless host code is allowed
+    bool versionCompatible = false;
+    for (int i = 3; i < argc; ++i)
+    {
+        if (std::string(argv[i]) == "--plugin" && i + 1 < argc)
+            pluginPath = argv[++i];
+        else if (std::string(argv[i]) == "--version-compatible")
+            versionCompatible = true;
+    }
 
     Logger logger;
     std::unique_ptr<nvinfer1::IRuntime> runtime{nvinfer1::createInferRuntime(logger)};
     if (!runtime)
         return std::cerr << "error: cannot create the TensorRT runtime\n", 5;
+    if (versionCompatible)
+        runtime->setEngineHostCodeAllowed(true); // runs the plugin code embedded in the plan: only for plans you trust
     // engines built with the plugin serialized inside do not need the library; load it if present
     if (std::ifstream(pluginPath).good() && runtime->getPluginRegistry().loadLibrary(pluginPath.c_str()) == nullptr)
         return std::cerr << "error: cannot load plugin library " << pluginPath << "\n", 5;
@@ -121,7 +130,8 @@ int main(int argc, char** argv)
     std::vector<char> plan((std::istreambuf_iterator<char>(planFile)), std::istreambuf_iterator<char>());
     std::unique_ptr<nvinfer1::ICudaEngine> engine{runtime->deserializeCudaEngine(plan.data(), plan.size())};
     if (!engine)
-        return std::cerr << "error: cannot deserialize " << planPath << " (TensorRT version, GPU or plugin mismatch)\n", 5;
+        return std::cerr << "error: cannot deserialize " << planPath << " (TensorRT version, GPU or plugin mismatch;"
+                            " a version-compatible engine needs --version-compatible)\n", 5;
     std::unique_ptr<nvinfer1::IExecutionContext> context{engine->createExecutionContext()};
 
     Npy input;

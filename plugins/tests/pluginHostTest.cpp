@@ -1,10 +1,18 @@
 /*
- * Host-side checks of the SaintTokenDrop plugin and creator: field parsing and validation,
- * serialization round trip, output types, format support, workspace size. Needs TensorRT
- * headers only (no libnvinfer, no GPU). Prints "N passed, N failed" and exits non-zero on failure.
+ * Host-side checks of the SaintTokenDrop plugin and creator, with trtHost.h playing TensorRT
+ * (no libnvinfer, no GPU): field parsing and validation, the builder's walk (getOutputDataTypes,
+ * getOutputShapes through a real IExprBuilder, supportsFormatCombination, configurePlugin,
+ * getWorkspaceSize), the runtime's walk (clone, attachToContext, onShapeChange, enqueue), the
+ * serialization round trip and the limits. Prints "N passed, N failed", exits non-zero on failure.
+ *   saint_plugin_host_test                 all checks that need no kernels
+ *   saint_plugin_host_test --case DIR      also enqueue the case Python wrote into DIR (needs the
+ *                                          CPU kernel runtime, SAINT_HOST_ENQUEUE; exit 77 without)
  */
 #include "../saint_token_drop/saintTokenDropPlugin.h"
+#include "hostWalk.h"
+#include "trtHost.h"
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -34,6 +42,8 @@ public:
     void log(Severity, AsciiChar const* msg) noexcept override { last = msg; }
     std::string last;
 };
+
+void checkBuildAndRuntimeWalk(saint::SaintTokenDropCreator&, CaptureLogger&);
 
 struct Fields
 {
@@ -73,8 +83,10 @@ DynamicPluginTensorDesc desc(DataType type, std::vector<int64_t> maxDims)
 }
 } // namespace
 
-int main()
+int main(int argc, char** argv)
 {
+    if (argc == 3 && std::string(argv[1]) == "--case")
+        return saint_host::runCase(argv[2]);
     CaptureLogger logger;
     saint::setLogger(&logger);
     saint::SaintTokenDropCreator creator;
@@ -158,6 +170,51 @@ int main()
         v.push_back(v[0]);
         bad.push_back({"duplicate threshold", v, "given twice"});
     }
+    float nan = std::nanf("");
+    int32_t bigProtected = 9000;
+    int32_t bigFixed = 9000;
+    int64_t twoK[2] = {3, 4};
+    char text[] = "5";
+    {
+        auto v = f.list();
+        v[0].data = &nan;
+        bad.push_back({"threshold NaN", v, "'threshold' must be in [-1, 1]"});
+    }
+    {
+        auto v = f.list();
+        v[2].data = &nan;
+        bad.push_back({"gamma NaN", v, "'gamma' must be finite"});
+    }
+    {
+        auto v = f.list();
+        v[3].data = &bigProtected;
+        bad.push_back({"protected 9000", v, "'protected' must be in [0, 8192]"});
+    }
+    {
+        auto v = f.list();
+        v[4].data = &bigFixed;
+        bad.push_back({"fixed_r 9000", v, "'fixed_r' must be -1 (vote) or in [0, 8192]"});
+    }
+    {
+        auto v = f.list();
+        v[1] = PluginField("k", twoK, PluginFieldType::kINT64, 2);
+        bad.push_back({"k with two values", v, "'k' must hold exactly one value"});
+    }
+    {
+        auto v = f.list();
+        v[1] = PluginField("k", text, PluginFieldType::kCHAR, 1);
+        bad.push_back({"k as char", v, "'k' has an unsupported type"});
+    }
+    {
+        auto v = f.list();
+        v[2].data = nullptr;
+        bad.push_back({"gamma without data", v, "'gamma' must hold exactly one value"});
+    }
+    {
+        auto v = f.list();
+        v.erase(v.begin() + 4);
+        bad.push_back({"missing fixed_r", v, "missing field 'fixed_r'"});
+    }
     for (auto const& b : bad)
     {
         logger.last.clear();
@@ -190,6 +247,14 @@ int main()
     io[0].desc.type = DataType::kBF16;
     check(build->getWorkspaceSize(io.data(), 2, io.data() + 2, 3) == saint::tokenDropWorkspaceSize(64, 257, 80),
         "workspace sized from max dims");
+    io[0].max.d[1] = 9000;
+    check(build->configurePlugin(io.data(), 2, io.data() + 2, 3) != 0 && logger.last.find("N above 8192") != std::string::npos,
+        "profile with N > 8192 rejected through the logger");
+    io[0].max.d[1] = 257;
+    io[1].max.d[2] = 300;
+    check(build->configurePlugin(io.data(), 2, io.data() + 2, 3) != 0 && logger.last.find("D above 256") != std::string::npos,
+        "profile with D > 256 rejected through the logger");
+    io[1].max.d[2] = 80;
     check(build->configurePlugin(io.data(), 2, io.data() + 2, 3) == 0, "configure with matching dims");
     auto wrongRank = io;
     wrongRank[1].desc.dims.nbDims = 2;
@@ -200,6 +265,17 @@ int main()
     p.dim = 300;
     check(saint::tokenDropCheckParams(p) != nullptr, "D > 256 rejected");
 
+    checkBuildAndRuntimeWalk(creator, logger);
+
     std::printf("%d passed, %d failed\n", gPassed, gFailed);
     return gFailed == 0 ? 0 : 1;
 }
+
+namespace
+{
+void checkBuildAndRuntimeWalk(saint::SaintTokenDropCreator&, CaptureLogger&)
+{
+    saint_host::walkChecks(check);
+    saint::setLogger(nullptr);
+}
+} // namespace

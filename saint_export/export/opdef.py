@@ -38,7 +38,8 @@ INPUTS = (("tokens", "T", "[B, N, C] hidden states after the attention residual"
           ("metric", "T", "[B, N, D] attention keys averaged over heads"))
 OUTPUTS = (("tokens_out", "T", "[B, N - r, C]: protected, kept a-side in score order, all b-side"),
            ("kept_index", "tensor(int64)", "[B, N - r]: input position of each output token"))
-# TensorRT-lowered nodes carry the plugin's size tensor as an optional third output
+# TensorRT-lowered vote nodes (fixed_r = -1) carry the plugin's size tensor as an optional third
+# output; fixed_r >= 0 nodes have two outputs (M = N - min(fixed_r, Na) is a shape expression)
 SIZE_OUTPUT = ("kept_count", "tensor(int64)", "scalar N - r (TensorRT size tensor)")
 
 

@@ -71,12 +71,55 @@ class LowerPortable(InPlacePass):
             raise PostconditionError("LowerPortable: SaintTokenDrop has no function body")
 
 
+def fixed_r(node: ir.Node) -> int:
+    return int(node.attributes["fixed_r"].value)
+
+
+def static_token_count(node: ir.Node) -> int | None:
+    """Output token count of a ``fixed_r >= 0`` node whose input token count is static:
+    N - min(fixed_r, Na), Na = ceil((N - P) / 2), and N when fewer than 2 tokens are free
+    (the plugin's getOutputShapes builds the same expression). None otherwise."""
+    shape = node.inputs[0].shape if node.inputs[0] is not None else None
+    if fixed_r(node) < 0 or shape is None or len(shape) != 3 or not isinstance(shape[1], int):
+        return None
+    n, free = shape[1], shape[1] - int(node.attributes["protected"].value)
+    return n if free < 2 else n - min(fixed_r(node), (free + 1) // 2)
+
+
+def _substitute_dim(graph: ir.Graph, old: object, new: int) -> None:
+    """Replace the symbolic dim ``old`` by ``new`` in every value's shape."""
+    name = getattr(old, "value", None)
+    if name is None:
+        return
+    for node in graph:
+        for value in node.outputs:
+            if value.shape is not None and any(getattr(d, "value", None) == name for d in value.shape):
+                value.shape = ir.Shape([new if getattr(d, "value", None) == name else d for d in value.shape])
+
+
+def _make_static(graph: ir.Graph, node: ir.Node) -> bool:
+    """Give a fixed_r node's outputs (and everything downstream of the token count) static dims."""
+    m = static_token_count(node)
+    out = node.outputs[0]
+    if m is None or out.shape is None or out.shape[1] == m:
+        return False
+    old = out.shape[1]
+    _substitute_dim(graph, old, m)
+    for value in node.outputs[:2]:
+        if value.shape is not None and value.shape[1] != m:
+            value.shape = ir.Shape([value.shape[0], m, *list(value.shape)[2:]])
+    return True
+
+
 class LowerTensorRT(InPlacePass):
     """Requires: SaintTokenDrop nodes with every attribute.
-    Ensures: each carries ``plugin_version``/``plugin_namespace`` and a third output, the int64
-    scalar ``kept_count_block{i}`` (the plugin's size tensor: TensorRT's ONNX parser needs one
-    node output per plugin output); no SaintTokenDrop function is attached (TensorRT's parser
-    would inline it instead of using the plugin). Nothing else changes."""
+    Ensures: each carries ``plugin_version``/``plugin_namespace``; a vote node (``fixed_r = -1``)
+    has a third output, the int64 scalar ``kept_count_block{i}`` (the plugin's size tensor:
+    TensorRT's ONNX parser needs one node output per plugin output); a ``fixed_r >= 0`` node has
+    exactly two outputs (its plugin has no size tensor: M = N - min(fixed_r, Na) is a shape
+    expression) and, where N is static, static token dims on its outputs and downstream; no
+    SaintTokenDrop function is attached (TensorRT's parser would inline it instead of using the
+    plugin). Nothing else changes."""
 
     def requires(self, model: ir.Model) -> None:
         _check_drop_nodes_any_arity("LowerTensorRT", model)
@@ -87,9 +130,12 @@ class LowerTensorRT(InPlacePass):
             del model.functions[_function_key()]
             modified = True
         for node in drop_nodes(model):
-            if len(node.outputs) == 2:
-                node = with_outputs(model.graph, node, 3)
+            want = 2 if fixed_r(node) >= 0 else 3
+            if len(node.outputs) != want:
+                node = with_outputs(model.graph, node, want)
                 modified = True
+            if want == 2:
+                modified = _make_static(model.graph, node) or modified
             for name, value in (("plugin_version", PLUGIN_VERSION), ("plugin_namespace", PLUGIN_NAMESPACE)):
                 if node.attributes.get(name) is None or node.attributes[name].value != value:
                     node.attributes[name] = ir.AttrString(name, value)
@@ -99,9 +145,11 @@ class LowerTensorRT(InPlacePass):
     def ensures(self, model: ir.Model) -> None:
         if _function_key() in model.functions:
             raise PostconditionError("LowerTensorRT: a SaintTokenDrop function body is still attached")
-        bad = [n.name for n in drop_nodes(model) if any(a not in n.attributes for a in PLUGIN_ATTRS) or len(n.outputs) != 3]
+        bad = [n.name for n in drop_nodes(model) if any(a not in n.attributes for a in PLUGIN_ATTRS)
+               or len(n.outputs) != (2 if fixed_r(n) >= 0 else 3)]
         if bad:
-            raise PostconditionError(f"LowerTensorRT: node(s) {bad[:3]} lack plugin attributes or the size output")
+            raise PostconditionError(f"LowerTensorRT: node(s) {bad[:3]} lack plugin attributes or the size output "
+                                     "(vote nodes) or have one (fixed_r nodes)")
 
 
 def with_outputs(graph: ir.Graph, node: ir.Node, count: int) -> ir.Node:

@@ -15,6 +15,12 @@ portable while giving the same drops on real inputs:
   first); upstream uses ``argsort`` whose tie order is unspecified.
 * Zero metric vectors are normalised with a tiny epsilon instead of producing
   NaN.
+* NaN (from a NaN metric): a NaN similarity is never an edge (``NaN >= tau`` is
+  false) and is left out of the valid-edge mean; it does enter the plain row
+  mean used when ``cnt == 0``, so such a row's score is NaN. NaN scores sort
+  *first* in the descending order (above +inf, as ``torch.sort`` places them),
+  NaN ties by lower index, so they are dropped first and ranks stay a
+  permutation. The CUDA kernels (``saintTokenDropMath.cuh``) use the same order.
 * Similarity math always runs in float32, whatever the input dtype.
 * ``K`` and ``gamma`` are honoured (upstream accepts but hard-codes them),
   ``protected`` generalises the class/distillation flags to any number of
@@ -79,7 +85,8 @@ def row_scores(scores: torch.Tensor, cnt: torch.Tensor, threshold: float, gamma:
     ``cnt > 0``, else the plain mean of the row."""
     valid = scores >= threshold
     cntf = cnt.float()
-    valid_mean = (scores * valid).sum(dim=-1) / torch.clamp(cntf, min=1.0)
+    valid_sum = torch.where(valid, scores, torch.zeros_like(scores)).sum(dim=-1)  # NaN * 0 would leak NaN
+    valid_mean = valid_sum / torch.clamp(cntf, min=1.0)
     candidate = cntf * torch.exp(gamma * (valid_mean - threshold))
     alternative = scores.sum(dim=-1) / scores.shape[-1]
     return torch.where(cnt > 0, candidate, alternative)

@@ -84,7 +84,7 @@ class KernelHarness:
             out = (torch.empty_like(tokens), torch.empty(b, n, dtype=torch.int64, device=tokens.device),
                    torch.empty(1, dtype=torch.int64, device=tokens.device))
         out_tokens, kept, count = out
-        stream = torch.cuda.current_stream(tokens.device).cuda_stream
+        stream = torch.cuda.current_stream(tokens.device).cuda_stream if tokens.is_cuda else None  # CPU build
         err = self.lib.saint_token_drop(DTYPES[tokens.dtype], tokens.data_ptr(), metric.data_ptr(), b, n, c, d,
                                         threshold, k, gamma, protected, fixed_r, out_tokens.data_ptr(), kept.data_ptr(),
                                         count.data_ptr(), self._workspace.data_ptr(), ws_bytes, stream)
