@@ -31,14 +31,13 @@ def _finish(plt, fig, ax, path: str | Path, title: str, xlabel: str, ylabel: str
     return out
 
 
-def plot_tokens(path: str | Path, title: str, dense: list[int], pruned: list[int], force: bool = False) -> Path:
-    """Tokens entering each block's MLP, dense vs SAINT."""
+def plot_tokens(path: str | Path, title: str, series: dict[str, list[int]], force: bool = False) -> Path:
+    """Tokens after each block, one step line per series (e.g. dense, SAINT, calibrated)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4))
-    blocks = list(range(len(dense)))
-    ax.step(blocks, dense, where="mid", label="dense", color="gray")
-    ax.step(blocks, pruned, where="mid", label="SAINT", color="tab:red")
-    ax.set_ylim(0, max(dense) * 1.05)
+    for name, tokens in series.items():
+        ax.step(list(range(len(tokens))), tokens, where="mid", label=name, color="gray" if name == "dense" else None)
+    ax.set_ylim(0, max(max(v) for v in series.values()) * 1.05)
     return _finish(plt, fig, ax, path, title, "block", "tokens after the block", force)
 
 

@@ -173,7 +173,7 @@ def test_fixed_r_gives_static_dims_in_the_tensorrt_onnx(tmp_path):
     """A tiny timm ViT with fixed_r: the lowered model's drop nodes have 2 outputs and static
     token dims (N - min(fixed_r, Na)) after each; a vote layer keeps its size tensor."""
     from saint_export.export.pipeline import onnx_models_from_torch
-    from saint_export.models import build_model
+    from saint_export.models.build import build_model
 
     from helpers import TINY
 
@@ -193,8 +193,8 @@ def test_fixed_r_gives_static_dims_in_the_tensorrt_onnx(tmp_path):
     assert not isinstance(shapes[drops[2].output[0]][1], int) or shapes[drops[2].output[0]][1] == 0  # data-dependent
     # the torch model prunes to the same counts
     with torch.no_grad():
-        from saint_export.ops import recording
+        from saint_export.reference.ops import recording
 
         with recording() as got:
-            built.model(torch.randn(2, 3, 224, 224))
+            built.module(torch.randn(2, 3, 224, 224))
     assert [k.shape[1] for _, k in got][:2] == [m0, m1]

@@ -217,10 +217,9 @@ class FoldConstants(InPlacePass):
         import onnxscript.optimizer
         from onnx_ir.passes.common import RemoveUnusedNodesPass
 
-        before = model.graph.num_nodes()
-        onnxscript.optimizer.fold_constants(model)
-        RemoveUnusedNodesPass()(model)
-        return PassResult(model, modified=model.graph.num_nodes() != before)
+        folded = onnxscript.optimizer.fold_constants(model)
+        removed = RemoveUnusedNodesPass()(model)
+        return PassResult(model, modified=folded.modified or removed.modified)
 
 
 def cleanup() -> list[InPlacePass]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -141,3 +142,17 @@ def build_named(name: str, weights: str = "random", checkpoint: str | Path | Non
     from .registry import resolve
 
     return build_model(resolve(name), weights=weights, checkpoint=checkpoint, overrides=overrides, seed=seed)
+
+
+@contextlib.contextmanager
+def rescheduled(built: BuiltModel, overrides: Mapping[str, Any]) -> Iterator[BuiltModel]:
+    """``built`` patched with another schedule (config ``schedule:`` overrides) inside the block;
+    its own schedule is restored after it."""
+    schedule = build_schedule(merge_overrides(built.config.schedule, overrides), built.depth)
+    patch.remove_patch(built.module)
+    patch.timm(built.module, schedule, protected=built.protected)
+    try:
+        yield BuiltModel(built.config, built.module, schedule, built.protected, built.weights)
+    finally:
+        patch.remove_patch(built.module)
+        patch.timm(built.module, built.schedule, protected=built.protected)

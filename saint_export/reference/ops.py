@@ -34,13 +34,23 @@ def token_drop(
     return (out.clone() if r == 0 else out), kept
 
 
+def fixed_kept_count(n: int, protected: int, fixed_r: int) -> int:
+    """M = N - min(fixed_r, Na) for a fixed_r layer (Na = ceil((N - P) / 2); nothing drops when N - P < 2)."""
+    free = n - protected
+    na = (free + 1) // 2 if free >= 2 else 0
+    return n - min(fixed_r, na)
+
+
 @token_drop.register_fake
 def _token_drop_fake(tokens, metric, threshold, k, gamma, protected, fixed_r):
+    """The token count is a fresh symbolic size when voted; static when fixed_r and N are known."""
     batch, n, c = tokens.shape
-    ctx = torch.library.get_ctx()
-    m = ctx.new_dynamic_size()
-    torch._check(m <= n)
-    torch._check(m >= protected)
+    if fixed_r >= 0 and isinstance(n, int):
+        m = fixed_kept_count(n, protected, fixed_r)
+    else:
+        m = torch.library.get_ctx().new_dynamic_size()
+        torch._check(m <= n)
+        torch._check(m >= protected)
     return tokens.new_empty((batch, m, c)), tokens.new_empty((batch, m), dtype=torch.int64)
 
 

@@ -58,17 +58,25 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rto
 def agreement(got: np.ndarray, ref: np.ndarray, classifier: bool) -> dict[str, float]:
     """Fidelity of ``got`` [B, K] to ``ref`` [B, K].
 
-    Classifiers: ``top1`` (fraction of rows with the same argmax). Backbones: ``cosine`` (mean
+    Classifiers: ``top1`` (fraction of rows with the same argmax) and ``kl`` (mean KL divergence of
+    ``got``'s softmax from ``ref``'s, in nats). Backbones: ``cosine`` (mean
     per-row cosine), ``cosine_min`` (worst row) and ``nn`` (fraction of rows whose nearest other
     row in the batch, by cosine, is the same as in ``ref``; 1.0 for batch 1).
     """
     got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
     if classifier:
-        return {"top1": float((got.argmax(-1) == ref.argmax(-1)).mean())}
+        log_p, log_q = _log_softmax(ref), _log_softmax(got)
+        kl = (np.exp(log_p) * (log_p - log_q)).sum(-1)
+        return {"top1": float((got.argmax(-1) == ref.argmax(-1)).mean()), "kl": float(kl.mean())}
     unit_g = got / np.maximum(np.linalg.norm(got, axis=-1, keepdims=True), 1e-12)
     unit_r = ref / np.maximum(np.linalg.norm(ref, axis=-1, keepdims=True), 1e-12)
     cos = (unit_g * unit_r).sum(-1)
     return {"cosine": float(cos.mean()), "cosine_min": float(cos.min()), "nn": _neighbour_agreement(unit_g, unit_r)}
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
 def _neighbour_agreement(unit_g: np.ndarray, unit_r: np.ndarray) -> float:
@@ -82,5 +90,5 @@ def _neighbour_agreement(unit_g: np.ndarray, unit_r: np.ndarray) -> float:
 
 def describe_agreement(values: dict[str, float]) -> str:
     if "top1" in values:
-        return f"top-1 {values['top1']:.0%}"
+        return f"top-1 {values['top1']:.0%}" + (f", KL {values['kl']:.3g}" if "kl" in values else "")
     return f"cosine {values['cosine']:.4f} (worst {values['cosine_min']:.4f}), nearest neighbour {values['nn']:.0%}"

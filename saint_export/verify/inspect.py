@@ -76,5 +76,6 @@ def write_inspect_outputs(report: InspectReport, plot: Path, json_path: Path, fo
     from ..plots import plot_tokens
 
     dense = [b.tokens_in for b in report.blocks[:1]] * len(report.blocks)
-    plot_tokens(plot, f"{report.model}: tokens per block (batch {report.batch})", dense, [b.tokens_out for b in report.blocks], force)
+    plot_tokens(plot, f"{report.model}: tokens per block (batch {report.batch})",
+                {"dense": dense, "SAINT": [b.tokens_out for b in report.blocks]}, force)
     write_json(json_path, report.to_json(), force)

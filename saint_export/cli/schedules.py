@@ -1,0 +1,43 @@
+"""``calibrate``."""
+
+from __future__ import annotations
+
+import click
+
+from .options import Progress, build_from_options, force_option, images_option, model_options, out_option, reports_errors
+
+
+@click.command("calibrate")
+@model_options
+@images_option
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="The deployment batch size.")
+@click.option("--percentile", type=float, default=50.0, show_default=True,
+              help="fixed_r per layer = this percentile of the r observed over the calibration batches.")
+@out_option
+@force_option
+@reports_errors
+def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
+    """Freeze MODEL's dynamic schedule into static per-layer counts (fixed_r), measured on your images.
+
+    Writes OUT/<alias>_calibrated.yaml (a config every command accepts as MODEL; its exports have
+    static token dims), OUT/calibration.json and OUT/calibration.png, and prints dense / dynamic /
+    calibrated static side by side: tokens per layer, FLOP ratio and fidelity against dense.
+    """
+    from ..export.pipeline import output_folder, output_stem
+    from ..inputs import gather_inputs
+    from ..io import check_writable
+    from ..schedules.calibrate import calibrate, write_calibration
+
+    folder = output_folder(opts["model_name"], out)
+    paths = [folder / f"{output_stem(folder.name)}_calibrated.yaml", folder / "calibration.json", folder / "calibration.png"]
+    for path in paths:
+        check_writable(path, force)
+    built = build_from_options(opts)
+    pixels, _ = gather_inputs(built.config, image_dir=image_dir)
+    report, overrides = calibrate(built, pixels, batch, percentile, Progress())
+    click.echo(report.table())
+    write_calibration(*paths, built, report, overrides, force)
+    click.echo(f"config: {paths[0]}\nreport: {paths[1]}\nplot: {paths[2]}")
+
+
+COMMANDS = [calibrate_cmd]
