@@ -49,3 +49,15 @@ def plot_throughput(path: str | Path, title: str, batches: list[int], series: di
     ax.set_xscale("log", base=2)
     ax.set_xticks(batches, [str(b) for b in batches])
     return _finish(plt, fig, ax, path, title, "batch size", "images / s", force)
+
+
+def plot_tradeoff(path: str | Path, title: str, curve: list[tuple[float, float]], marks: dict[str, tuple[float, float]],
+                  ylabel: str, force: bool = False) -> Path:
+    """Fidelity against FLOP ratio: the searched curve and named points (default, tuned, ...)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs, ys = zip(*sorted(curve)) if curve else ((), ())
+    ax.plot(xs, ys, marker=".", color="gray", label="one global tau")
+    for name, (x, y) in marks.items():
+        ax.scatter([x], [y], s=60, zorder=3, label=name)
+    return _finish(plt, fig, ax, path, title, "x fewer FLOPs than dense", ylabel, force)

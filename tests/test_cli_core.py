@@ -46,7 +46,7 @@ def test_inspect_vit_b16_synthetic_writes_under_out_and_reruns(run, tmp_path):
     assert all(b["r"] == 0 for b in blocks[6:])
     assert sum(b["r"] for b in blocks) > 0
     assert report["flops_saint"] < report["flops_dense"]
-    assert set(report["agreement"]) == {"top1"}  # a classifier
+    assert set(report["agreement"]) == {"top1", "kl"}  # a classifier
     png = tmp_path / "out" / "vit_b16" / "tokens.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "GFLOPs/image" in res.output

@@ -1,4 +1,4 @@
-"""``calibrate``."""
+"""``calibrate`` and ``tune``."""
 
 from __future__ import annotations
 
@@ -40,4 +40,42 @@ def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
     click.echo(f"config: {paths[0]}\nreport: {paths[1]}\nplot: {paths[2]}")
 
 
-COMMANDS = [calibrate_cmd]
+@click.command("tune")
+@model_options
+@images_option
+@click.option("--target-flops", type=float, default=None, help="Reach at least this many x fewer FLOPs than dense.")
+@click.option("--target-speedup", type=float, default=None,
+              help="The same, read as a speedup (SAINT's speedup tracks its FLOP ratio: see the README's benchmarks).")
+@click.option("--holdout-every", type=click.IntRange(min=2), default=4, show_default=True,
+              help="Every N-th image is held out and only used for the report.")
+@out_option
+@force_option
+@reports_errors
+def tune_cmd(image_dir, target_flops, target_speedup, holdout_every, out, force, **opts) -> None:
+    """Search tau (one global value, then per layer) for the best fidelity to dense at a FLOP target.
+
+    Prune which layers with --layers. Writes OUT/<alias>_tuned.yaml (a config every command accepts),
+    OUT/tune.json and OUT/tune.png (fidelity against FLOP ratio, the config's default marked), and
+    reports default / global / per-layer schedules on held-out images.
+    """
+    from ..errors import ConfigError
+    from ..export.pipeline import output_folder, output_stem
+    from ..inputs import gather_inputs
+    from ..io import check_writable
+    from ..schedules.tune import tune, write_tuning
+
+    if (target_flops is None) == (target_speedup is None):
+        raise ConfigError("give exactly one of --target-flops and --target-speedup")
+    folder = output_folder(opts["model_name"], out)
+    paths = [folder / f"{output_stem(folder.name)}_tuned.yaml", folder / "tune.json", folder / "tune.png"]
+    for path in paths:
+        check_writable(path, force)
+    built = build_from_options(opts)
+    pixels, _ = gather_inputs(built.config, image_dir=image_dir)
+    report, overrides = tune(built, pixels, target_flops or target_speedup, holdout_every, progress=Progress())
+    click.echo(report.table())
+    write_tuning(*paths, built, report, overrides, force)
+    click.echo(f"config: {paths[0]}\nreport: {paths[1]}\nplot: {paths[2]}")
+
+
+COMMANDS = [calibrate_cmd, tune_cmd]

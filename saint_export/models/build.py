@@ -148,7 +148,7 @@ def build_named(name: str, weights: str = "random", checkpoint: str | Path | Non
 def rescheduled(built: BuiltModel, overrides: Mapping[str, Any]) -> Iterator[BuiltModel]:
     """``built`` patched with another schedule (config ``schedule:`` overrides) inside the block;
     its own schedule is restored after it."""
-    schedule = build_schedule(merge_overrides(built.config.schedule, overrides), built.depth)
+    schedule = build_schedule(merge_overrides(built.schedule.as_overrides(), overrides), built.depth)
     patch.remove_patch(built.module)
     patch.timm(built.module, schedule, protected=built.protected)
     try:

@@ -17,6 +17,7 @@ from ..errors import InputError
 from .build import BuiltModel, build_model, build_named
 from .config import ModelConfig, config_from_mapping
 from .registry import resolve
+from ..reference.schedule import overrides_from_rows
 
 META_PREFIX = "saint_export."
 _SEED = re.compile(r"random\(seed=(\d+)\)")
@@ -103,10 +104,7 @@ class ModelRecord:
     # -- back to PyTorch -----------------------------------------------------------------------
     def schedule_overrides(self) -> dict[str, Any]:
         """The exact per-layer schedule as config ``schedule:`` overrides."""
-        if not self.schedule:
-            return {"layers": "none"}
-        return {key: [row[name] for row in self.schedule] for key, name in
-                (("layers", "layer"), ("threshold", "threshold"), ("k", "k"), ("gamma", "gamma"), ("fixed_r", "fixed_r"))}
+        return overrides_from_rows(self.schedule)
 
     def rebuild(self, model_name: str | None = None, checkpoint: str | None = None, weights: str | None = None,
                 where: str = "the artifact") -> BuiltModel:

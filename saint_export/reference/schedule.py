@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from ..errors import ConfigError
 
@@ -55,6 +55,10 @@ class Schedule:
     def to_json(self) -> list[dict[str, Any]]:
         return [{"layer": i, **asdict(rule)} for i, rule in self.rules]
 
+    def as_overrides(self) -> dict[str, Any]:
+        """This exact schedule as config ``schedule:`` fields (per-layer lists)."""
+        return overrides_from_rows(self.to_json())
+
     def describe(self) -> str:
         """``block 0 tau=0.75 K=5, block 1 ...`` (``fixed_r`` shown where set)."""
         return ", ".join(f"block {i} tau={r.threshold:g} K={r.k}" + (f" fixed_r={r.fixed_r}" if r.fixed_r >= 0 else "")
@@ -66,6 +70,13 @@ class Schedule:
 
 
 SCHEDULE_FIELDS = ("layers", "threshold", "k", "gamma", "fixed_r")
+
+
+def overrides_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``Schedule.to_json()`` rows -> config ``schedule:`` fields; no rows -> no pruning layers."""
+    if not rows:
+        return {"layers": "none"}
+    return {key: [row["layer" if key == "layers" else key] for row in rows] for key in SCHEDULE_FIELDS}
 
 
 def parse_layers(spec: Any, depth: int) -> list[int]:
@@ -144,9 +155,3 @@ def merge_overrides(spec: Mapping[str, Any] | None, overrides: Mapping[str, Any]
     merged = dict(spec or {})
     merged.update({key: value for key, value in overrides.items() if value is not None})
     return merged
-
-
-def describe(schedule: Schedule) -> Iterable[str]:
-    for i, rule in schedule.rules:
-        how = f"fixed r={rule.fixed_r}" if rule.fixed_r >= 0 else f"vote K={rule.k}"
-        yield f"block {i}: tau={rule.threshold:g} {how} gamma={rule.gamma:g}"

@@ -117,17 +117,16 @@ def calibrate(built: BuiltModel, pixels: torch.Tensor, batch: int, percentile: f
     return report, overrides
 
 
-def calibrated_config_yaml(built: BuiltModel, overrides: dict[str, Any], report: CalibrationReport) -> str:
-    """A standalone config (usable as MODEL by every command) whose schedule is the calibrated one."""
+def config_yaml(built: BuiltModel, overrides: dict[str, Any], suffix: str, command: str, description: str) -> str:
+    """A standalone config (usable as MODEL by every command) with another schedule."""
     import yaml
 
     data = config_json(built.config)
-    data["alias"] = f"{built.config.alias.replace('.', '_')}_calibrated"
-    data["description"] = (f"{built.config.alias} with fixed_r calibrated at batch {report.batch} on {report.images} images "
-                           f"(percentile {report.percentile:g}); static token dims")
+    data["alias"] = f"{built.config.alias.replace('.', '_')}_{suffix}"
+    data["description"] = description
     data["schedule"] = overrides
-    header = (f"# written by saint-export calibrate from {built.config.alias} ({built.weights}); use it as MODEL in any command,\n"
-              "# with the same --checkpoint/--weights as the calibration\n")
+    header = (f"# written by saint-export {command} from {built.config.alias} ({built.weights}); use it as MODEL in any\n"
+              "# command, with the same --checkpoint/--weights\n")
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
@@ -136,7 +135,9 @@ def write_calibration(path_yaml: Path, path_json: Path, path_png: Path, built: B
     from ..io import write_json, write_text
     from ..plots import plot_tokens
 
-    write_text(path_yaml, calibrated_config_yaml(built, overrides, report), force)
+    description = (f"{built.config.alias} with fixed_r calibrated at batch {report.batch} on {report.images} images "
+                   f"(percentile {report.percentile:g}); static token dims")
+    write_text(path_yaml, config_yaml(built, overrides, "calibrated", "calibrate", description), force)
     write_json(path_json, report.to_json(), force)
     plot_tokens(path_png, f"{report.model}: calibrated at batch {report.batch}",
                 {name: v.tokens for name, v in report.variants.items()}, force)
