@@ -36,6 +36,7 @@ stock layer forward: outputs are bit-identical to the unpatched model.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable, Optional
 
 import torch
@@ -139,22 +140,43 @@ def _key_hook(k_proj: torch.nn.Module, args, output: torch.Tensor) -> None:
         box.append(output)
 
 
+class _SaintState:
+    """Shared by a patched model and all its layers (a plain object: no module cycles, deepcopy-safe)."""
+
+    def __init__(self) -> None:
+        self.enabled = True  # pruning on
+        self.user_mask = False  # the current forward was given an attention mask
+
+
 class _SaintLayerMixin:
-    """Forward of a scheduled layer. ``_saint_rule`` None -> stock forward (pruning off)."""
+    """Forward of a patched layer (every encoder layer of a patched model is one).
+
+    Pruning off: the stock forward, untouched arguments. Pruning on: no attention mask reaches
+    any layer (transformers materialises an all-true one while torch.export traces; a mask the
+    caller gave is refused), and layers with a rule run attention -> residual -> drop -> MLP.
+    """
 
     _saint_rule: Optional[LayerRule]
     _saint_protected: int
+    _saint_state: _SaintState
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
-        rule = self._saint_rule
-        if rule is None:
+        state = self._saint_state
+        if not state.enabled:
             return super().forward(hidden_states, attention_mask, **kwargs)
-        if attention_mask is not None:
+        if state.user_mask:
             raise ConfigError("SAINT pruning cannot be combined with an attention mask (turn pruning off or pass no mask)")
         if _wants_attentions(kwargs):
             raise ConfigError("SAINT pruning cannot return attention maps (output_attentions); turn pruning off for them")
+        rule = self._saint_rule
+        if rule is None:  # a layer outside the schedule: stock forward, without the synthetic mask
+            return super().forward(hidden_states, None, **kwargs)
         x, metric = self._saint_attention_half(hidden_states, kwargs)
         x, _ = op_token_drop(x, metric, rule.threshold, rule.k, rule.gamma, self._saint_protected, rule.fixed_r)
+        if torch.compiler.is_exporting():
+            # transformers' SDPA wrapper branches on ``q_length > 1``; the kept count is a fresh
+            # symbol, so tell the tracer. True whenever N - P >= 4: M >= P + (N - P) // 2.
+            torch._check(x.shape[1] >= 2)
         return self._saint_mlp_half(x)
 
     def _saint_attend(self, normed: torch.Tensor, attn: torch.nn.Module, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,17 +265,23 @@ def apply_patch(model: torch.nn.Module, schedule: Schedule | None = None, protec
     for i in schedule.layers:
         if not 0 <= i < len(layers):
             raise ConfigError(f"schedule names layer {i}; the model has layers 0..{len(layers) - 1}")
-    attns = {i: _check_layer(i, layers[i]) for i in schedule.layers}
+    attns = {i: _check_layer(i, layer) for i, layer in enumerate(layers)}
     protected = default_protected if protected is None else int(protected)
     if protected < 0:
         raise ConfigError(f"protected must be >= 0; got {protected}")
-    for i, rule in schedule.rules:
-        layer, attn = layers[i], attns[i]
+    state = _SaintState()
+    rules = schedule.as_dict()
+    for i, layer in enumerate(layers):
+        attn = attns[i]
         layer.__class__ = _saint_class(type(layer))  # this instance only; the class is untouched
-        layer._saint_rule = rule
+        layer._saint_rule = rules.get(i)
         layer._saint_protected = protected
+        layer._saint_state = state
         attn.k_proj._saint_keys = None
         layer._saint_hook = attn.k_proj.register_forward_hook(_key_hook)
+    base = _base_of(model)
+    base._saint_state = model._saint_state = state
+    model._saint_mask_hook = base.register_forward_pre_hook(_mask_hook, with_kwargs=True)
     model._saint_schedule = schedule
     model._saint_protected = protected
     model._saint_host = HOST
@@ -265,10 +293,24 @@ apply = apply_patch
 
 def _set_pruning(model: torch.nn.Module, enabled: bool) -> None:
     """transformers half of :func:`set_pruning` (called through the shared helper)."""
-    rules = model._saint_schedule.as_dict()
-    for i, layer in enumerate(saint_layers(model)):
-        if isinstance(layer, _SaintLayerMixin):
-            layer._saint_rule = rules[i] if enabled else None
+    model._saint_state.enabled = bool(enabled)
+
+
+def _base_of(model: torch.nn.Module) -> torch.nn.Module:
+    inner = model.model if isinstance(model, TensorOutput) else model
+    for cls, base, _, _ in _registry():
+        if type(inner) is cls:
+            return base(inner)
+    raise ConfigError(f"not a supported transformers model: {type(inner).__name__}")
+
+
+def _mask_hook(base: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    """Before the base model runs: remember whether the caller gave an attention mask."""
+    given = kwargs.get("attention_mask")
+    names = [p for p in inspect.signature(type(base).forward).parameters if p != "self"]
+    if given is None and "attention_mask" in names and len(args) > names.index("attention_mask"):
+        given = args[names.index("attention_mask")]
+    base._saint_state.user_mask = given is not None
 
 
 def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
@@ -279,11 +321,30 @@ def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
             layer._saint_hook.remove()
             del attn.k_proj._saint_keys
             layer.__class__ = layer._saint_original
-            del layer._saint_rule, layer._saint_protected, layer._saint_hook
-    for name in ("_saint_schedule", "_saint_protected", "_saint_host"):
+            del layer._saint_rule, layer._saint_protected, layer._saint_hook, layer._saint_state
+    if hasattr(model, "_saint_mask_hook"):
+        model._saint_mask_hook.remove()
+        base = _base_of(model)
+        if base is not model:
+            del base._saint_state
+    for name in ("_saint_schedule", "_saint_protected", "_saint_host", "_saint_state", "_saint_mask_hook"):
         if hasattr(model, name):
             delattr(model, name)
     return model
 
 
 remove = remove_patch
+
+
+@torch.no_grad()
+def trace_tokens(model: torch.nn.Module, pixels: torch.Tensor) -> tuple[list[tuple[int, int]], object]:
+    """Run ``model`` on ``pixels``; return [(tokens in, tokens out) per encoder layer] and the model's output."""
+    seen: list[tuple[int, int]] = []
+    hooks = [layer.register_forward_hook(lambda mod, args, out: seen.append((int(args[0].shape[1]), int(out.shape[1]))))
+             for layer in saint_layers(model)]
+    try:
+        out = model(pixels) if isinstance(model, TensorOutput) else model(pixel_values=pixels)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen, out
