@@ -244,3 +244,23 @@ def test_export_tiny_hf_vit_to_onnx_with_parity(tmp_path, pixels):
     report = validate_onnx(result.portable, built, pixels, [f"img{i}" for i in range(len(pixels))])
     assert report.passed, report.table()
     assert report.tokens_torch == report.tokens_onnx and report.tokens_torch[-1] < 197
+
+
+def test_build_hf_model_from_a_local_folder_and_offline_hub_id(tmp_path, pixels):
+    from saint_export.errors import InputError, MissingDependencyError
+    from saint_export.hf_models import build_hf_model
+
+    stock = build("vit")
+    stock.save_pretrained(tmp_path / "vit")
+    built = build_hf_model(tmp_path / "vit", schedule={"layers": "all", "threshold": 0.6, "k": 2})
+    assert built.config.timm_name == f"hf:{tmp_path / 'vit'}" and built.protected == 1 and built.schedule.layers == [0, 1, 2, 3]
+    with torch.no_grad():
+        with patch.pruning(built.model, False):
+            assert torch.equal(built.model(pixels), stock(pixel_values=pixels).logits)
+        seen, logits = hfpatch.trace_tokens(built.model, pixels)
+    assert logits.shape == (len(pixels), 10) and seen[-1][1] < 197
+    with pytest.raises(MissingDependencyError, match="offline") as info:
+        build_hf_model("no-such-org/no-such-model-saint-test")
+    assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="cannot load"):
+        build_hf_model(tmp_path)  # a folder without a model
