@@ -29,11 +29,14 @@ BUILDERS = {
     "deit_teacher": lambda: T.DeiTForImageClassificationWithTeacher(T.DeiTConfig(intermediate_size=128, num_labels=10, **SMALL)),
     "dinov2": lambda: T.Dinov2Model(T.Dinov2Config(mlp_ratio=2, **SMALL)),
     "dinov2_reg": lambda: T.Dinov2WithRegistersModel(T.Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, **SMALL)),
+    "dinov2_cls": lambda: T.Dinov2ForImageClassification(T.Dinov2Config(mlp_ratio=2, num_labels=10, **SMALL)),
+    "dinov2_reg_cls": lambda: T.Dinov2WithRegistersForImageClassification(
+        T.Dinov2WithRegistersConfig(mlp_ratio=2, num_register_tokens=4, num_labels=10, **SMALL)),
     "clip": lambda: T.CLIPVisionModel(T.CLIPVisionConfig(intermediate_size=128, **SMALL)),
     "clip_proj": lambda: T.CLIPVisionModelWithProjection(T.CLIPVisionConfig(intermediate_size=128, projection_dim=32, **SMALL)),
     "siglip": lambda: T.SiglipVisionModel(T.SiglipVisionConfig(intermediate_size=128, **SMALL)),
 }
-PROTECTED = {"vit": 1, "vit_model": 1, "deit": 2, "deit_teacher": 2, "dinov2": 1, "dinov2_reg": 5, "clip": 1, "clip_proj": 1, "siglip": 0}
+PROTECTED = {"vit": 1, "vit_model": 1, "deit": 2, "deit_teacher": 2, "dinov2": 1, "dinov2_reg": 5, "dinov2_cls": 1, "dinov2_reg_cls": 5, "clip": 1, "clip_proj": 1, "siglip": 0}
 
 
 def build(name, seed=0):

@@ -16,21 +16,31 @@ SiglipVisionModel                                      0      ``.encoder.layers`
 CLIP's class token sits at position 0 and its pooled output is that token, so P = 1.
 SigLIP has no class token (P = 0); its attention-pooling head takes any token count.
 
-``apply_patch(model, schedule)`` swaps the class of each scheduled encoder-layer *instance*
-for a subclass whose forward runs the stock attention module, adds the residual (after the
-layer scale where the model has one), applies ``saint::token_drop`` and then runs the MLP
-half. Classes are never modified (CLIP's ``CLIPEncoderLayer`` is shared with the text
-tower). The metric is the layer's keys averaged over heads, read from the attention's own
-``k_proj`` output by a forward hook, so attention itself (eager, SDPA, flash, flex) is the
-library's code; for every supported attention class the key tensor the attention function
-receives is exactly ``k_proj(x).view(B, N, H, head_dim).transpose(1, 2)`` (no QK-norm,
-no rotary embedding).
+``apply_patch(model, schedule)`` swaps the class of every encoder-layer *instance* of the model
+for a subclass (classes are never modified: CLIP's ``CLIPEncoderLayer`` is shared with the text
+tower). A layer with a rule runs the stock attention module, adds the residual (after the layer
+scale where the model has one), applies ``saint::token_drop`` (one ONNX node) and runs the MLP
+half. Layers without a rule run their stock forward. Weights are untouched; ``remove_patch``
+restores the classes and removes the hooks.
 
-Refused with a ConfigError (one line): unsupported classes, schedules naming missing layers,
-a non-trivial attention mask, and ``output_attentions`` while pruning.
+The metric is the layer's keys averaged over heads, read by a forward hook on the attention's
+own ``k_proj``; attention itself (eager, SDPA, flash, flex: whatever ``config._attn_implementation``
+selects) stays the library's code. For every supported attention class the key tensor the
+attention function receives is exactly ``k_proj(x).view(B, N, H, head_dim).transpose(1, 2)``
+(no QK-norm, no rotary embedding). A per-instance hook was chosen over registering a wrapper in
+``AttentionInterface``: the interface is selected per config (so per model, and per CLIP tower),
+not per layer, and the hook needs no change to the model's config.
 
-Pruning off (``set_pruning(model, False)`` or ``with pruning(model, False)``) calls the
-stock layer forward: outputs are bit-identical to the unpatched model.
+Masks: with pruning on, no attention mask reaches any layer. transformers materialises an
+all-true mask while ``torch.export`` traces (it skips it in eager mode), and it would no longer fit
+after a drop; a mask the *caller* gives (seen by a pre-hook on the base model) is refused.
+
+Refused with a ConfigError (one line): unsupported classes or layers, schedules naming missing
+layers, a caller's attention mask and ``output_attentions`` while pruning.
+
+Pruning off (``set_pruning(model, False)`` or ``with pruning(model, False)``, the shared helpers
+of :mod:`saint_export.patch`) calls the stock layer forward with the original arguments: outputs
+are bit-identical to the unpatched model.
 """
 
 from __future__ import annotations
