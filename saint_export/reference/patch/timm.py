@@ -21,6 +21,7 @@ Differences from upstream SAINT's timm patch:
 from __future__ import annotations
 
 import contextlib
+import importlib
 from typing import Iterator, Optional
 
 import torch
@@ -136,10 +137,18 @@ def is_patched(model: torch.nn.Module) -> bool:
     return hasattr(model, "_saint_schedule")
 
 
+def _other_host(model: torch.nn.Module):
+    """The patch module of a model patched by another host library's patch (``model._saint_host``), else None."""
+    host = getattr(model, "_saint_host", None)
+    return importlib.import_module(f"{__package__}.{host}") if host else None
+
+
 def set_pruning(model: torch.nn.Module, enabled: bool) -> None:
     """Turn pruning on or off without unpatching (off = stock forward in every block)."""
     if not is_patched(model):
         raise ValueError("model is not patched for SAINT")
+    if _other_host(model) is not None:
+        return _other_host(model)._set_pruning(model, enabled)
     rules = model._saint_schedule.as_dict()
     for i, block in enumerate(model.blocks):
         if isinstance(block, _SaintBlockMixin):
@@ -158,6 +167,8 @@ def pruning(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
 
 def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
     """Undo :func:`apply_patch`: original block classes, no SAINT attributes."""
+    if _other_host(model) is not None:
+        return _other_host(model).remove_patch(model)
     for block in getattr(model, "blocks", []):
         if isinstance(block, _SaintBlockMixin):
             block.__class__ = block._saint_original
