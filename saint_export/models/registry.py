@@ -52,7 +52,7 @@ def list_models(pattern: str = "*") -> list[ModelConfig]:
     out = []
     for name in aliases():
         cfg = resolve(name)
-        if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(cfg.timm_name, pattern):
+        if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(cfg.source_name, pattern):
             out.append(cfg)
     return out
 
@@ -80,7 +80,12 @@ def suggestions(name: str, n: int = 3) -> list[str]:
 
 
 def resolve(name: str) -> ModelConfig:
-    """Alias, ``alias.variant``, a ``.yaml`` path, or a timm model name -> ModelConfig."""
+    """Alias, ``alias.variant``, a ``.yaml`` path, ``hf:<hub id or folder>``, a local transformers
+    folder (with config.json), or a timm model name -> ModelConfig."""
+    if name.startswith("hf:") or (Path(name) / "config.json").is_file():
+        from .hf import hf_config_for
+
+        return hf_config_for(name.removeprefix("hf:"))
     table = configs()
     if name in table:
         return table[name]

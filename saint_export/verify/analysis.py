@@ -1,4 +1,4 @@
-"""Tokens per block and analytic FLOPs of a (patched) timm ViT."""
+"""Tokens per block and analytic FLOPs of a patched ViT (timm or transformers)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..reference.patch.timm import _SaintBlockMixin
+from ..reference.patch import attention, blocks
 
 
 @dataclass
@@ -22,45 +22,58 @@ class BlockTokens:
 
 
 @torch.no_grad()
-def trace_tokens(model: torch.nn.Module, pixels: torch.Tensor) -> tuple[list[BlockTokens], torch.Tensor]:
-    """Run ``model`` on ``pixels`` [B, 3, H, W]; return per-block token counts and the logits."""
+def trace_tokens(module: torch.nn.Module, pixels: torch.Tensor) -> tuple[list[BlockTokens], torch.Tensor]:
+    """Run ``module`` on ``pixels`` [B, 3, H, W]; return per-block token counts and the output."""
     seen: list[BlockTokens] = []
     hooks = []
-    for i, block in enumerate(model.blocks):
+    for i, block in enumerate(blocks(module)):
         def hook(mod, args, out, i=i):
-            prunes = isinstance(mod, _SaintBlockMixin) and mod._saint_rule is not None
-            seen.append(BlockTokens(i, int(args[0].shape[1]), int(out.shape[1]), prunes))
+            out = out[0] if isinstance(out, tuple) else out
+            seen.append(BlockTokens(i, int(args[0].shape[1]), int(out.shape[1]), getattr(mod, "_saint_rule", None) is not None))
         hooks.append(block.register_forward_hook(hook))
     try:
-        logits = model(pixels)
+        out = module(pixels)
     finally:
         for h in hooks:
             h.remove()
-    return seen, logits
+    return seen, out
 
 
-def _linear_flops(module: torch.nn.Module, n: int) -> int:
-    return sum(2 * n * m.in_features * m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear))
+def _linear_flops(modules, n: int) -> int:
+    return sum(2 * n * m.in_features * m.out_features for m in modules if isinstance(m, torch.nn.Linear))
 
 
-def vit_flops(model: torch.nn.Module, blocks: list[BlockTokens]) -> int:
-    """FLOPs (2 x MACs) for one image at the given per-block token counts."""
-    pe = model.patch_embed
-    grid = pe.grid_size[0] * pe.grid_size[1]
-    total = 2 * grid * pe.proj.in_channels * pe.proj.kernel_size[0] * pe.proj.kernel_size[1] * pe.proj.out_channels
-    for bt in blocks:
-        block = model.blocks[bt.block]
-        attn = block.attn
-        n = bt.tokens_in
-        total += _linear_flops(attn, n)
-        total += 2 * 2 * n * n * attn.attn_dim  # QK^T and AV
+def _head_dim(attn: torch.nn.Module, width: int) -> int:
+    for name in ("head_dim", "attention_head_size"):
+        if isinstance(getattr(attn, name, None), int):
+            return getattr(attn, name)
+    heads = getattr(attn, "num_heads", None) or getattr(attn, "num_attention_heads", None)
+    return width // int(heads)
+
+
+def vit_flops(module: torch.nn.Module, traced: list[BlockTokens]) -> int:
+    """FLOPs (2 x MACs) for one image at the given per-block token counts: patch embedding, every
+    Linear of attention on the tokens it sees and of the MLP on the tokens left after the drop,
+    QK^T and AV, SAINT's similarity, and the layers after the encoder on one token."""
+    layers = blocks(module)
+    in_layers = {id(m) for layer in layers for m in layer.modules()}
+    conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    patches = traced[0].tokens_in - int(getattr(module, "_saint_protected", 0))
+    total = 2 * patches * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels // conv.groups
+    for bt in traced:
+        layer, n = layers[bt.block], bt.tokens_in
+        attn = attention(layer)
+        attn_linears = [m for m in attn.modules() if isinstance(m, torch.nn.Linear)]
+        width = getattr(attn, "attn_dim", None) or attn_linears[0].out_features
+        total += _linear_flops(attn_linears, n) + 2 * 2 * n * n * width  # projections, QK^T and AV
         if bt.prunes:
-            na, nb = (n - block._saint_protected + 1) // 2, (n - block._saint_protected) // 2
-            total += 2 * na * nb * attn.head_dim  # SAINT's similarity
-        total += _linear_flops(block.mlp, bt.tokens_out)
-    total += _linear_flops(model.head, 1) if isinstance(model.head, torch.nn.Module) else 0
+            free = n - layer._saint_protected
+            total += 2 * ((free + 1) // 2) * (free // 2) * _head_dim(attn, width)  # SAINT's similarity
+        in_attn = {id(m) for m in attn.modules()}
+        total += _linear_flops([m for m in layer.modules() if id(m) not in in_attn], bt.tokens_out)
+    total += _linear_flops([m for m in module.modules() if id(m) not in in_layers], 1)
     return total
 
 
-def dense_tokens(model: torch.nn.Module, n_tokens: int) -> list[BlockTokens]:
-    return [BlockTokens(i, n_tokens, n_tokens, False) for i in range(len(model.blocks))]
+def dense_tokens(module: torch.nn.Module, n_tokens: int) -> list[BlockTokens]:
+    return [BlockTokens(i, n_tokens, n_tokens, False) for i in range(len(blocks(module)))]

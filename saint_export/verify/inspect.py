@@ -17,7 +17,7 @@ from ..reference.patch import pruning
 @dataclass
 class InspectReport:
     model: str
-    timm_name: str
+    source: str  # timm name or hf:<id>
     weights: str
     batch: int
     inputs: list[str]
@@ -39,12 +39,13 @@ class InspectReport:
         return data
 
     def table(self) -> str:
-        lines = [f"{self.model} ({self.timm_name}, weights {self.weights}), batch {self.batch}, protected tokens {self.protected}",
+        lines = [f"{self.model} ({self.source}, weights {self.weights}), batch {self.batch}, protected tokens {self.protected}",
                  f"{'block':>5} {'tokens in':>9} {'tokens out':>10} {'r':>4}  pruning"]
         for b in self.blocks:
             lines.append(f"{b.block:>5} {b.tokens_in:>9} {b.tokens_out:>10} {b.r:>4}  {'yes' if b.prunes else ''}")
         lines.append(f"GFLOPs/image: dense {self.flops_dense / 1e9:.2f}, SAINT {self.flops_saint / 1e9:.2f} "
-                     f"(x{self.flop_ratio:.2f} fewer); SAINT vs dense: {describe_agreement(self.agreement)}")
+                     f"(x{self.flop_ratio:.2f} fewer); SAINT vs dense: {describe_agreement(self.agreement)}"
+                     + (" (random weights: says nothing about a trained model)" if self.weights.startswith("random") else ""))
         return "\n".join(lines)
 
 
@@ -57,7 +58,7 @@ def inspect_model(built: BuiltModel, pixels: torch.Tensor, names: list[str]) -> 
     n0 = dense_blocks[0].tokens_in
     return InspectReport(
         model=built.config.alias,
-        timm_name=built.config.timm_name,
+        source=built.config.source_name,
         weights=built.weights,
         batch=int(pixels.shape[0]),
         inputs=names,

@@ -26,6 +26,7 @@ from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, agreemen
 @dataclass
 class ValidationReport:
     model: str
+    weights: str
     onnx: str
     provider: str
     batch: int
@@ -51,6 +52,8 @@ class ValidationReport:
         lines.append(f"tokens after pruning blocks: torch {self.tokens_torch}  onnx {self.tokens_onnx}")
         lines.append(f"agreement: onnx vs torch SAINT {describe_agreement(self.onnx_vs_torch_saint)}; onnx vs torch dense "
                      f"{describe_agreement(self.onnx_vs_torch_dense)} (torch SAINT vs dense {describe_agreement(self.torch_saint_vs_dense)})")
+        if self.weights.startswith("random"):
+            lines.append("(random weights: agreement with dense says nothing about a trained model; use --weights or --checkpoint)")
         lines.append("PASS" if self.passed else "FAIL: " + "; ".join(self.failures))
         return "\n".join(lines)
 
@@ -92,7 +95,7 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     if tokens_torch != tokens_onnx:
         failures.append("tokens kept per layer differ")
     return ValidationReport(
-        model=built.config.alias, onnx=str(onnx_path), provider=providers(device)[0], batch=int(pixels.shape[0]), inputs=names,
+        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=providers(device)[0], batch=int(pixels.shape[0]), inputs=names,
         outputs=checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
         onnx_vs_torch_saint=agreement(got[0], ref, built.classifier),
         onnx_vs_torch_dense=agreement(got[0], dense, built.classifier),

@@ -1,6 +1,27 @@
-"""Patches that make host-library models run SAINT. One module per host library."""
+"""Patches that make host-library models run SAINT. One module per host library; the shared
+helpers (``set_pruning``, ``pruning``, ``remove_patch``) dispatch on the model's host."""
 
 from .timm import apply_patch as timm
-from .timm import remove_patch, is_patched, set_pruning, pruning, protected_tokens
+from .timm import is_patched, protected_tokens, pruning, remove_patch, set_pruning
 
-__all__ = ["timm", "remove_patch", "is_patched", "set_pruning", "pruning", "protected_tokens"]
+
+def blocks(model):
+    """The transformer blocks SAINT patches, in order: timm's ``model.blocks``, or a transformers
+    model's encoder layers."""
+    if getattr(model, "_saint_host", None) == "transformers":
+        from .transformers import saint_layers
+
+        return list(saint_layers(model))
+    return list(model.blocks)
+
+
+def attention(block):
+    """The attention module of a block (timm ``attn``; transformers ``self_attn`` / ``attention``)."""
+    for name in ("attn", "self_attn", "attention"):
+        module = getattr(block, name, None)
+        if module is not None:
+            return module
+    raise ValueError(f"no attention module in {type(block).__name__}")
+
+
+__all__ = ["timm", "remove_patch", "is_patched", "set_pruning", "pruning", "protected_tokens", "blocks", "attention"]
