@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..models.build import BuiltModel
 from ..reference.ops import recording
 from ..reference.patch import pruning
+from .analysis import dense_tokens, trace_tokens, vit_flops
 from .backends import ort_session, providers
 from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, agreement, compare_output, describe_agreement,
                       parse_tolerances)
@@ -37,6 +38,7 @@ class ValidationReport:
     onnx_vs_torch_saint: dict[str, float]  # agreement(): top1, or cosine/cosine_min/nn
     onnx_vs_torch_dense: dict[str, float]
     torch_saint_vs_dense: dict[str, float]
+    flop_ratio: float  # dense FLOPs / SAINT FLOPs at these inputs' token counts
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
@@ -49,7 +51,8 @@ class ValidationReport:
         for o in self.outputs:
             lines.append(f"{o.name:<22} {str(o.ref_shape):<16} {str(o.got_shape):<16} {o.max_abs:>10.3g} {o.max_rel:>10.3g}  "
                          f"{'PASS' if o.passed else 'FAIL'}{(' ' + o.note) if o.note else ''}")
-        lines.append(f"tokens after pruning blocks: torch {self.tokens_torch}  onnx {self.tokens_onnx}")
+        lines.append(f"tokens after pruning blocks: torch {self.tokens_torch}  onnx {self.tokens_onnx}; "
+                     f"FLOPs x{self.flop_ratio:.2f} fewer than dense")
         lines.append(f"agreement: onnx vs torch SAINT {describe_agreement(self.onnx_vs_torch_saint)}; onnx vs torch dense "
                      f"{describe_agreement(self.onnx_vs_torch_dense)} (torch SAINT vs dense {describe_agreement(self.torch_saint_vs_dense)})")
         if self.weights.startswith("random"):
@@ -79,7 +82,9 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     with pruning(module, False):
         dense = module(pixels).numpy()
     with recording() as drops:
-        ref = module(pixels).numpy()
+        traced, ref = trace_tokens(module, pixels)
+    ref = ref.numpy()
+    flop_ratio = vit_flops(module, dense_tokens(module, traced[0].tokens_in)) / vit_flops(module, traced)
     kept_names = drop_output_names(proto)
     session = ort_session(onnx_path, device, tuple(kept_names))
     got = session.run(["logits", *kept_names], {"pixels": pixels.numpy()})
@@ -99,7 +104,7 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
         outputs=checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
         onnx_vs_torch_saint=agreement(got[0], ref, built.classifier),
         onnx_vs_torch_dense=agreement(got[0], dense, built.classifier),
-        torch_saint_vs_dense=agreement(ref, dense, built.classifier),
+        torch_saint_vs_dense=agreement(ref, dense, built.classifier), flop_ratio=flop_ratio,
         passed=not failures, failures=failures,
     )
 
