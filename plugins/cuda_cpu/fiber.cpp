@@ -81,13 +81,17 @@ void fiberPrepare(Fiber& f, FiberEntry entry, void* arg)
         }
         f.stack = static_cast<char*>(mem);
         f.ownsStack = true;
+        // Stacks are 2^k bytes apart, so their hot top lines would all fall into the same cache sets;
+        // starting each a different number of lines below the top spreads them over the sets.
+        static size_t fibers = 0;
+        f.topGap = (fibers++ * 17 * 64) % 65536;
     }
 #if CUDACPU_ASAN
     // an abandoned fiber leaves its frames' redzones poisoned on the stack we are about to reuse
     ASAN_UNPOISON_MEMORY_REGION(f.stack, f.stackSize);
 #endif
 #if defined(__x86_64__)
-    uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack) + f.stackSize) & ~uintptr_t(15);
+    uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack) + f.stackSize - f.topGap) & ~uintptr_t(15);
     void** sp = reinterpret_cast<void**>(top - 72); // 6 registers + return address; 16-aligned at the call
     sp[0] = nullptr;                                               // r15
     sp[1] = nullptr;                                               // r14
@@ -103,7 +107,7 @@ void fiberPrepare(Fiber& f, FiberEntry entry, void* arg)
         f.sp = uc = new ucontext_t;
     getcontext(uc);
     uc->uc_stack.ss_sp = f.stack;
-    uc->uc_stack.ss_size = f.stackSize;
+    uc->uc_stack.ss_size = f.stackSize - f.topGap;
     uc->uc_link = nullptr;
     // makecontext passes ints only: split the two pointers into 32-bit halves
     auto const e = reinterpret_cast<uintptr_t>(entry);

@@ -19,6 +19,7 @@ struct Fiber
     void* sp = nullptr;        // saved stack pointer (x86-64) or ucontext_t* (fallback)
     char* stack = nullptr;     // lowest address of the stack
     size_t stackSize = 0;
+    size_t topGap = 0;         // unused bytes at the top, different per fiber (see fiberPrepare)
     bool ownsStack = false;    // false for the host thread's own context
 };
 

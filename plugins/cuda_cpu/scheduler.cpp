@@ -160,17 +160,19 @@ Thread* pick()
 {
     if (S->rng == 0)
     {
-        // round-robin: the next runnable thread after the running one, wrapping around
-        unsigned const start = S->running != nullptr ? S->running->linear + 1 : 0;
-        for (unsigned i = 0; i <= S->warpCount; ++i)
+        // the running warp's next runnable lane (cyclically), else the next warp with a runnable lane:
+        // a warp runs ahead until all its lanes wait at a barrier or exit, and stays in the cache meanwhile
+        unsigned w = S->running != nullptr ? S->running->linear / 32 : 0;
+        if (S->running != nullptr && S->warps[w].runnable != 0)
         {
-            unsigned const w = (start / 32 + i) % S->warpCount;
-            uint32_t bits = S->warps[w].runnable;
-            if (i == 0)
-                bits &= ~((1u << (start % 32)) - 1u);
-            if (bits != 0)
-                return &S->threads[w * 32 + __builtin_ctz(bits)];
+            uint32_t const bits = S->warps[w].runnable;
+            unsigned const lane = S->running->linear % 32;
+            uint32_t const after = lane == 31 ? 0 : bits & (~0u << (lane + 1));
+            return &S->threads[w * 32 + __builtin_ctz(after != 0 ? after : bits)];
         }
+        for (unsigned i = 0; i < S->warpCount; ++i, w = w + 1 == S->warpCount ? 0 : w + 1)
+            if (S->warps[w].runnable != 0)
+                return &S->threads[w * 32 + __builtin_ctz(S->warps[w].runnable)];
         return nullptr;
     }
     int warp = -1;
