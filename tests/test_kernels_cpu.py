@@ -4,8 +4,8 @@ shuffles keep CUDA's semantics and fail loudly when misused, and half the cases 
 seeded random order with warps drifting apart.
 
 fp32: kept_index and M identical, tokens bit-equal, wherever the decision is numerically unambiguous
-(the float64 similarity is not within 1e-5 of tau and no two scores of a sample are within 1e-5 of each
-other; such draws are redrawn). fp16/bf16 follow tests/test_cuda_kernels.py: M equal, rows whose order
+(the float64 similarity is not within 1e-5 of tau and no two different scores of a sample are within 1e-6
+of each other, relative; such draws are redrawn). fp16/bf16 follow tests/test_cuda_kernels.py: M equal, rows whose order
 flips are reported, the others' tokens equal. The grid covers every N, B, D, P value of
 test_cuda_kernels.py plus D = 1 and D = 256; SAINT_CPU_FULL_GRID=1 runs the full product instead
 (slow: several minutes on 2 cores).
@@ -54,7 +54,8 @@ def clustered(b, n, d, seed, clusters=12, noise=0.15):
 
 
 def ambiguous(metric, p):
-    """A similarity within 1e-5 of tau, or two different scores of one sample within 1e-5 (relative)."""
+    """A similarity within 1e-5 of tau, or two different scores of one sample within 1e-6 (relative): float32
+    summation order (kernel vs torch) could flip such a decision."""
     m = metric[:, p:].double()
     m = m / m.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     s = m[:, 0::2] @ m[:, 1::2].transpose(-1, -2)
@@ -65,15 +66,15 @@ def ambiguous(metric, p):
     mean_valid = (s * valid).sum(-1) / cnt.clamp_min(1)
     score = torch.where(cnt > 0, cnt * torch.exp(GAMMA * (mean_valid - TAU)), s.mean(-1)).sort(-1).values
     gap = (score[:, 1:] - score[:, :-1]) / score[:, 1:].abs().clamp_min(1e-3)
-    return bool(((gap > 0) & (gap < 1e-5)).any())
+    return bool(((gap > 0) & (gap < 1e-6)).any())
 
 
 def unambiguous_metric(b, n, d, p, seed):
-    for attempt in range(20):
+    for attempt in range(30):
         metric = clustered(b, n, d, seed + 1000 * attempt)
         if not ambiguous(metric, p):
             return metric
-    pytest.skip("every draw had a similarity or score tie within 1e-5")
+    pytest.skip("every draw had a similarity within 1e-5 of tau or a score tie within 1e-6")
 
 
 def run(harness, tokens, metric, dtype, **kw):
