@@ -163,13 +163,5 @@ void fiberStarted()
 #endif
 }
 
-void fiberRelease(Fiber& f)
-{
-    if (f.ownsStack)
-        munmap(f.stack, f.stackSize);
-    f.stack = nullptr;
-    f.ownsStack = false;
-}
-
 } // namespace detail
 } // namespace cudacpu

@@ -11,6 +11,7 @@ namespace cudacpu
 {
 namespace detail
 {
+#pragma GCC visibility push(hidden)
 
 using FiberEntry = void (*)(void*);
 
@@ -38,7 +39,7 @@ void fiberSwitch(Fiber& from, Fiber& to, bool fromIsDone = false);
 //! First thing a fiber's entry function calls (completes the sanitizer's switch bookkeeping).
 void fiberStarted();
 
-void fiberRelease(Fiber& f);
+#pragma GCC visibility pop
 
 } // namespace detail
 } // namespace cudacpu
