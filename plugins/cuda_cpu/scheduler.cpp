@@ -175,10 +175,11 @@ Thread* pick()
                 return &S->threads[w * 32 + __builtin_ctz(S->warps[w].runnable)];
         return nullptr;
     }
-    int warp = -1;
     // seeded: mostly stay with the running warp (warps drift apart), lanes in random order
-    if (S->running != nullptr && S->warps[S->running->linear / 32].runnable != 0 && nextRandom() % 16 != 0)
-        warp = static_cast<int>(S->running->linear / 32);
+    uint64_t const r = nextRandom();
+    unsigned warp = 0;
+    if (S->running != nullptr && S->warps[S->running->linear / 32].runnable != 0 && (r & 15) != 0)
+        warp = S->running->linear / 32;
     else
     {
         unsigned candidates[kMaxWarps];
@@ -188,13 +189,13 @@ Thread* pick()
                 candidates[n++] = w;
         if (n == 0)
             return nullptr;
-        warp = static_cast<int>(candidates[nextRandom() % n]);
+        warp = candidates[(r >> 8) % n];
     }
-    uint32_t bits = S->warps[warp].runnable;
-    unsigned skip = static_cast<unsigned>(nextRandom() % __builtin_popcount(bits));
-    while (skip-- > 0)
-        bits &= bits - 1;
-    return &S->threads[warp * 32 + __builtin_ctz(bits)];
+    // the first runnable lane at or after a random one (cyclically)
+    unsigned const from = (r >> 40) & 31;
+    uint32_t const bits = S->warps[warp].runnable;
+    uint32_t const rotated = from == 0 ? bits : (bits >> from) | (bits << (32 - from));
+    return &S->threads[warp * 32 + (__builtin_ctz(rotated) + from) % 32];
 }
 
 void makeRunnable(Thread& t)
