@@ -2,7 +2,8 @@
 kernels can be tested and timed against the PyTorch reference without TensorRT.
 
 The library is looked up in ``$SAINT_KERNELS_LIB``, then ``plugins/build/``; :func:`build_harness`
-builds it with CMake and nvcc.
+builds it with CMake and nvcc. :func:`build_cpu_harness` builds the same C ABI with the kernels running
+on the CPU (plugins/cuda_cpu), for CPU tensors and no GPU.
 """
 
 from __future__ import annotations
