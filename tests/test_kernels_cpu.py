@@ -30,12 +30,11 @@ TAU, K, GAMMA = 0.75, 5, 10.0
 
 @pytest.fixture(scope="module")
 def cpu_harness(tmp_path_factory):
-    from saint_export.errors import MissingDependencyError
-    from saint_export.kernels import KernelHarness, build_cpu_harness
+    from saint_export import kernels
 
     try:
-        return KernelHarness(build_cpu_harness(tmp_path_factory.mktemp("kernels_cpu")))
-    except MissingDependencyError as exc:
+        return kernels.KernelHarness(kernels.build_cpu_harness(tmp_path_factory.mktemp("kernels_cpu")))
+    except kernels.MissingDependencyError as exc:
         pytest.skip(f"cannot build the CPU kernels: {exc}")
 
 
@@ -182,7 +181,7 @@ def sanitizer_runtime():
 
 
 SANITIZED_CASES = textwrap.dedent("""
-    import sys, torch
+    import os, sys, torch
     from saint_export import saint_drop
     from saint_export.kernels import KernelHarness
     h = KernelHarness(sys.argv[1])
@@ -193,8 +192,8 @@ SANITIZED_CASES = textwrap.dedent("""
         metric = (torch.randn(6, d, generator=g)[torch.randint(0, 6, (b, n), generator=g)]
                   + 0.1 * torch.randn(b, n, d, generator=g)).to(dtype)
         tokens = torch.randn(b, n, c, generator=g).to(dtype)
+        os.environ["CUDA_CPU_SEED"] = str(seed)
         for fixed in (-1, 0, 10 ** 6):
-            import os; os.environ["CUDA_CPU_SEED"] = str(seed)
             ref = saint_drop(tokens, metric, 0.75, 5, 10.0, p, fixed)
             out, kept, m = h.token_drop(tokens, metric, 0.75, 5, 10.0, p, fixed)
             assert m == n - ref.r, (n, b, d, p, fixed, m, ref.r)
@@ -210,15 +209,14 @@ SANITIZED_CASES = textwrap.dedent("""
 def test_sanitizer_build(tmp_path):
     """AddressSanitizer + UBSan build (catches out-of-bounds shared memory) on a few cases, in a subprocess
     that preloads libasan; any sanitizer report aborts it."""
-    from saint_export.errors import MissingDependencyError
-    from saint_export.kernels import build_cpu_harness
+    from saint_export import kernels
 
     preload = sanitizer_runtime()
     if preload is None:
         pytest.skip("no libasan.so next to the C++ compiler")
     try:
-        lib = build_cpu_harness(tmp_path / "asan", sanitize=True)
-    except MissingDependencyError as exc:
+        lib = kernels.build_cpu_harness(tmp_path / "asan", sanitize=True)
+    except kernels.MissingDependencyError as exc:
         pytest.skip(f"cannot build the CPU kernels: {exc}")
     env = dict(os.environ, LD_PRELOAD=" ".join(preload), ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
                UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1", PYTHONPATH=str(ROOT))
