@@ -111,9 +111,17 @@ def run_grid(lib: Path, sanitize: bool, timeout: float) -> tuple[bool, str]:
 
 
 def build(build_dir: Path, cu: Path, sanitize: bool) -> Path:
+    """Build ``cu`` in ``build_dir`` (reused across mutants); the rewritten source and the library are
+    removed first, so a library left from the previous mutant can never be tested by mistake."""
     from saint_export.kernels import build_cpu_harness
 
-    return build_cpu_harness(build_dir, sanitize=sanitize, kernels_cu=cu)
+    generated = build_dir / "cuda_cpu" / "saint_kernels_cpu" / f"{cu.name}.cpp"
+    for stale in (generated, build_dir / "libsaint_kernels_cpu.so"):
+        stale.unlink(missing_ok=True)
+    lib = build_cpu_harness(build_dir, sanitize=sanitize, kernels_cu=cu)
+    if not generated.is_file() or not lib.is_file():
+        raise RuntimeError(f"the build in {build_dir} did not regenerate {generated.name} and the library")
+    return lib
 
 
 def main(argv: list[str] | None = None) -> int:
