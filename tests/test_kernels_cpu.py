@@ -3,9 +3,9 @@ and run on the CPU, against saint_drop: no GPU needed. Every CUDA thread is a fi
 shuffles keep CUDA's semantics and fail loudly when misused, and half the cases schedule threads in a
 seeded random order with warps drifting apart.
 
-fp32: kept_index and M identical, tokens bit-equal, wherever the decision is numerically unambiguous
-(the float64 similarity is not within 1e-5 of tau and no two different scores of a sample are within 1e-6
-of each other, relative; such draws are redrawn). fp16/bf16 follow tests/test_cuda_kernels.py: M equal, rows whose order
+fp32: M identical; kept_index identical and tokens bit-equal wherever the decision is numerically
+unambiguous: draws with a float64 similarity within 1e-5 of tau are redrawn, and samples whose two
+different scores lie within 1e-6 (relative) are compared by M only (draws without any are preferred). fp16/bf16 follow tests/test_cuda_kernels.py: M equal, rows whose order
 flips are reported, the others' tokens equal. The grid covers every N, B, D, P value of
 test_cuda_kernels.py plus D = 1 and D = 256; SAINT_CPU_FULL_GRID=1 runs the full product instead
 (slow: several minutes on 2 cores).
@@ -52,28 +52,39 @@ def clustered(b, n, d, seed, clusters=12, noise=0.15):
     return centres[torch.randint(0, clusters, (b, n), generator=g)] + noise * torch.randn(b, n, d, generator=g)
 
 
-def ambiguous(metric, p):
-    """A similarity within 1e-5 of tau, or two different scores of one sample within 1e-6 (relative): float32
-    summation order (kernel vs torch) could flip such a decision."""
+def near_ties(metric, p):
+    """(a similarity within 1e-5 of tau anywhere, per sample: two different scores within 1e-6, relative).
+    float32 summation order (kernel vs torch) could flip such decisions: the first changes votes and so r,
+    the second the order of one sample."""
     m = metric[:, p:].double()
     m = m / m.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     s = m[:, 0::2] @ m[:, 1::2].transpose(-1, -2)
-    if ((s - TAU).abs() < 1e-5).any():
-        return True
     valid = s >= TAU
     cnt = valid.sum(-1)
     mean_valid = (s * valid).sum(-1) / cnt.clamp_min(1)
     score = torch.where(cnt > 0, cnt * torch.exp(GAMMA * (mean_valid - TAU)), s.mean(-1)).sort(-1).values
     gap = (score[:, 1:] - score[:, :-1]) / score[:, 1:].abs().clamp_min(1e-3)
-    return bool(((gap > 0) & (gap < 1e-6)).any())
+    return bool(((s - TAU).abs() < 1e-5).any()), ((gap > 0) & (gap < 1e-6)).any(-1)
 
 
-def unambiguous_metric(b, n, d, p, seed):
+def drawn_metric(b, n, d, p, seed):
+    """A clustered metric without a similarity near tau (redrawn), and the mask of its samples without score
+    near-ties, which must match the reference exactly. Draws with no near-tie at all are preferred; large
+    batches (64 samples of 288 scores) rarely have one, so a few samples may be left out there."""
+    best = None
     for attempt in range(30):
         metric = clustered(b, n, d, seed + 1000 * attempt)
-        if not ambiguous(metric, p):
-            return metric
-    pytest.skip("every draw had a similarity within 1e-5 of tau or a score tie within 1e-6")
+        tau_tie, tied = near_ties(metric, p)
+        if tau_tie:
+            continue
+        if not tied.any():
+            return metric, ~tied
+        if best is None or tied.sum() < best[1].sum():
+            best = metric, tied
+    if best is None or best[1].all():
+        pytest.skip("every draw had a similarity within 1e-5 of tau or score near-ties in every sample")
+    print(f"{int(best[1].sum())} of {b} samples have score near-ties and are compared by M only")
+    return best[0], ~best[1]
 
 
 def run(harness, tokens, metric, dtype, **kw):
@@ -103,12 +114,12 @@ def grid():
 @pytest.mark.parametrize("n,b,d,p,c,thread_seed", grid())
 def test_fp32_identical_to_reference(cpu_harness, seed, n, b, d, p, c, thread_seed):
     seed(thread_seed)
-    metric = unambiguous_metric(b, n, d, p, seed=n * 7 + b + d + p)
+    metric, exact = drawn_metric(b, n, d, p, seed=n * 7 + b + d + p)
     tokens = torch.randn(b, n, c)
     ref, out, kept, m = run(cpu_harness, tokens, metric, torch.float32, protected=p)
     assert m == n - ref.r
-    assert torch.equal(kept, ref.kept_index)
-    assert torch.equal(out, ref.tokens)
+    assert torch.equal(kept[exact], ref.kept_index[exact])
+    assert torch.equal(out[exact], ref.tokens[exact])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -136,25 +147,25 @@ def test_special_cases(cpu_harness, seed, dtype):
     ortho = torch.eye(d).repeat(b, n // d + 1, 1)[:, :n]  # orthogonal: r = 0, identity
     ref, out, kept, m = run(cpu_harness, tokens, ortho, dtype, threshold=0.99)
     assert ref.r == 0 and m == n and torch.equal(kept, torch.arange(n).expand(b, n)) and torch.equal(out, tokens.to(dtype))
-    metric = unambiguous_metric(b, n, d, 1, seed=3)
+    metric, exact = drawn_metric(b, n, d, 1, seed=3)
     for fixed in (0, 10, 98, 500):
         ref, out, kept, m = run(cpu_harness, tokens, metric, dtype, fixed_r=fixed)
         assert m == n - min(fixed, 98) and kept.shape == ref.kept_index.shape
         if dtype == torch.float32:
-            assert torch.equal(kept, ref.kept_index) and torch.equal(out, ref.tokens)
+            assert torch.equal(kept[exact], ref.kept_index[exact]) and torch.equal(out[exact], ref.tokens[exact])
 
 
 @pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 8])
 def test_short_and_unaligned_rows(cpu_harness, seed, c):
     """Rows below 16 bytes or not a multiple of it take the scalar copy; 16-byte rows the vector one."""
     seed(c)
-    metric = unambiguous_metric(3, 61, 16, 2, seed=c)
+    metric, exact = drawn_metric(3, 61, 16, 2, seed=c)
     for dtype in (torch.float32, torch.float16):
         tokens = torch.randn(3, 61, c)
         ref, out, kept, m = run(cpu_harness, tokens, metric, dtype, protected=2)
         assert m == 61 - ref.r
         if dtype == torch.float32:
-            assert torch.equal(kept, ref.kept_index)
+            assert torch.equal(kept[exact], ref.kept_index[exact])
         same = (kept == ref.kept_index).all(-1)
         assert torch.equal(out[same], ref.tokens[same])
 

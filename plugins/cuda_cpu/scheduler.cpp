@@ -12,7 +12,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -93,7 +92,7 @@ struct Scheduler
     Body body{};
     LaunchConfig cfg{};
     uint3 block{};
-    uint64_t rng = 0; // 0: round-robin in thread order
+    uint64_t rng = 0; // 0: warp by warp, lanes in order (CUDA_CPU_SEED unset or 0)
     bool failed = false;
     std::string message;
     std::vector<Slot> slots;
