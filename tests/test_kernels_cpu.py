@@ -8,7 +8,7 @@ unambiguous: draws with a float64 similarity within 1e-5 of tau are redrawn, and
 different scores lie within 1e-6 (relative) are compared by M only (draws without any are preferred). fp16/bf16 follow tests/test_cuda_kernels.py: M equal, rows whose order
 flips are reported, the others' tokens equal. The grid covers every N, B, D, P value of
 test_cuda_kernels.py plus D = 1 and D = 256; SAINT_CPU_FULL_GRID=1 runs the full product instead
-(slow: several minutes on 2 cores).
+(about 7 minutes on 2 cores).
 """
 
 import itertools
