@@ -50,6 +50,8 @@ struct BuiltIns
 namespace detail
 {
 
+// hidden: the library's own code reaches these directly, without the PLT or GOT, on every thread switch
+#pragma GCC visibility push(hidden)
 extern BuiltIns const* current; // switched with the running fiber
 
 //! Type-erased kernel body: each CUDA thread calls call(object).
@@ -64,6 +66,7 @@ uint64_t warpExchange(unsigned mask, uint64_t value, int srcLane, char const* wh
 void* sharedSlot(void const* site, size_t bytes, size_t align);
 void* dynamicShared();
 void syncThreads();
+#pragma GCC visibility pop
 
 template <typename T>
 uint64_t toBits(T v)

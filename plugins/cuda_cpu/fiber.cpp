@@ -13,7 +13,11 @@
 #define CUDACPU_ASAN 0
 #endif
 
-#if !defined(__x86_64__)
+// CUDACPU_UCONTEXT forces the portable fallback (to test it on x86-64)
+#if defined(__x86_64__) && !defined(CUDACPU_UCONTEXT)
+#define CUDACPU_ASM_SWITCH 1
+#else
+#define CUDACPU_ASM_SWITCH 0
 #include <ucontext.h>
 #endif
 
@@ -22,7 +26,7 @@ namespace cudacpu
 namespace detail
 {
 
-#if defined(__x86_64__)
+#if CUDACPU_ASM_SWITCH
 // Callee-saved registers go on the old stack, the stack pointer is swapped, the new ones are popped.
 // A fresh fiber "returns" into cudacpu_fiber_start, which calls entry (r13) with arg (r12).
 extern "C" void cudacpu_switch_stack(void** saveSp, void* loadSp);
@@ -81,13 +85,17 @@ void fiberPrepare(Fiber& f, FiberEntry entry, void* arg)
         }
         f.stack = static_cast<char*>(mem);
         f.ownsStack = true;
+        // Stacks are 2^k bytes apart, so their hot top lines would all fall into the same cache sets;
+        // starting each a different number of lines below the top spreads them over the sets.
+        static size_t fibers = 0;
+        f.topGap = (fibers++ * 17 * 64) % 65536;
     }
 #if CUDACPU_ASAN
     // an abandoned fiber leaves its frames' redzones poisoned on the stack we are about to reuse
     ASAN_UNPOISON_MEMORY_REGION(f.stack, f.stackSize);
 #endif
-#if defined(__x86_64__)
-    uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack) + f.stackSize) & ~uintptr_t(15);
+#if CUDACPU_ASM_SWITCH
+    uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack) + f.stackSize - f.topGap) & ~uintptr_t(15);
     void** sp = reinterpret_cast<void**>(top - 72); // 6 registers + return address; 16-aligned at the call
     sp[0] = nullptr;                                               // r15
     sp[1] = nullptr;                                               // r14
@@ -103,7 +111,7 @@ void fiberPrepare(Fiber& f, FiberEntry entry, void* arg)
         f.sp = uc = new ucontext_t;
     getcontext(uc);
     uc->uc_stack.ss_sp = f.stack;
-    uc->uc_stack.ss_size = f.stackSize;
+    uc->uc_stack.ss_size = f.stackSize - f.topGap;
     uc->uc_link = nullptr;
     // makecontext passes ints only: split the two pointers into 32-bit halves
     auto const e = reinterpret_cast<uintptr_t>(entry);
@@ -117,18 +125,20 @@ void fiberPrepare(Fiber& f, FiberEntry entry, void* arg)
 
 void fiberAdoptHostThread(Fiber& f)
 {
-    pthread_attr_t attr;
     void* addr = nullptr;
     size_t size = 0;
+#if CUDACPU_ASAN
+    pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0)
     {
         pthread_attr_getstack(&attr, &addr, &size);
         pthread_attr_destroy(&attr);
     }
+#endif
     f.stack = static_cast<char*>(addr);
     f.stackSize = size;
     f.ownsStack = false;
-#if !defined(__x86_64__)
+#if !CUDACPU_ASM_SWITCH
     if (f.sp == nullptr)
         f.sp = new ucontext_t;
 #endif
@@ -142,7 +152,7 @@ void fiberSwitch(Fiber& from, Fiber& to, bool fromIsDone)
 #else
     (void) fromIsDone;
 #endif
-#if defined(__x86_64__)
+#if CUDACPU_ASM_SWITCH
     cudacpu_switch_stack(&from.sp, to.sp);
 #else
     swapcontext(static_cast<ucontext_t*>(from.sp), static_cast<ucontext_t*>(to.sp));
@@ -157,14 +167,6 @@ void fiberStarted()
 #if CUDACPU_ASAN
     __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #endif
-}
-
-void fiberRelease(Fiber& f)
-{
-    if (f.ownsStack)
-        munmap(f.stack, f.stackSize);
-    f.stack = nullptr;
-    f.ownsStack = false;
 }
 
 } // namespace detail

@@ -11,6 +11,7 @@ namespace cudacpu
 {
 namespace detail
 {
+#pragma GCC visibility push(hidden)
 
 using FiberEntry = void (*)(void*);
 
@@ -19,6 +20,7 @@ struct Fiber
     void* sp = nullptr;        // saved stack pointer (x86-64) or ucontext_t* (fallback)
     char* stack = nullptr;     // lowest address of the stack
     size_t stackSize = 0;
+    size_t topGap = 0;         // unused bytes at the top, different per fiber (see fiberPrepare)
     bool ownsStack = false;    // false for the host thread's own context
 };
 
@@ -37,7 +39,7 @@ void fiberSwitch(Fiber& from, Fiber& to, bool fromIsDone = false);
 //! First thing a fiber's entry function calls (completes the sanitizer's switch bookkeeping).
 void fiberStarted();
 
-void fiberRelease(Fiber& f);
+#pragma GCC visibility pop
 
 } // namespace detail
 } // namespace cudacpu

@@ -12,7 +12,6 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -93,7 +92,7 @@ struct Scheduler
     Body body{};
     LaunchConfig cfg{};
     uint3 block{};
-    uint64_t rng = 0; // 0: round-robin in thread order
+    uint64_t rng = 0; // 0: warp by warp, lanes in order (CUDA_CPU_SEED unset or 0)
     bool failed = false;
     std::string message;
     std::vector<Slot> slots;
@@ -160,23 +159,26 @@ Thread* pick()
 {
     if (S->rng == 0)
     {
-        // round-robin: the next runnable thread after the running one, wrapping around
-        unsigned const start = S->running != nullptr ? S->running->linear + 1 : 0;
-        for (unsigned i = 0; i <= S->warpCount; ++i)
+        // the running warp's next runnable lane (cyclically), else the next warp with a runnable lane:
+        // a warp runs ahead until all its lanes wait at a barrier or exit, and stays in the cache meanwhile
+        unsigned w = S->running != nullptr ? S->running->linear / 32 : 0;
+        if (S->running != nullptr && S->warps[w].runnable != 0)
         {
-            unsigned const w = (start / 32 + i) % S->warpCount;
-            uint32_t bits = S->warps[w].runnable;
-            if (i == 0)
-                bits &= ~((1u << (start % 32)) - 1u);
-            if (bits != 0)
-                return &S->threads[w * 32 + __builtin_ctz(bits)];
+            uint32_t const bits = S->warps[w].runnable;
+            unsigned const lane = S->running->linear % 32;
+            uint32_t const after = lane == 31 ? 0 : bits & (~0u << (lane + 1));
+            return &S->threads[w * 32 + __builtin_ctz(after != 0 ? after : bits)];
         }
+        for (unsigned i = 0; i < S->warpCount; ++i, w = w + 1 == S->warpCount ? 0 : w + 1)
+            if (S->warps[w].runnable != 0)
+                return &S->threads[w * 32 + __builtin_ctz(S->warps[w].runnable)];
         return nullptr;
     }
-    int warp = -1;
     // seeded: mostly stay with the running warp (warps drift apart), lanes in random order
-    if (S->running != nullptr && S->warps[S->running->linear / 32].runnable != 0 && nextRandom() % 16 != 0)
-        warp = static_cast<int>(S->running->linear / 32);
+    uint64_t const r = nextRandom();
+    unsigned warp = 0;
+    if (S->running != nullptr && S->warps[S->running->linear / 32].runnable != 0 && (r & 15) != 0)
+        warp = S->running->linear / 32;
     else
     {
         unsigned candidates[kMaxWarps];
@@ -186,13 +188,13 @@ Thread* pick()
                 candidates[n++] = w;
         if (n == 0)
             return nullptr;
-        warp = static_cast<int>(candidates[nextRandom() % n]);
+        warp = candidates[(r >> 8) % n];
     }
-    uint32_t bits = S->warps[warp].runnable;
-    unsigned skip = static_cast<unsigned>(nextRandom() % __builtin_popcount(bits));
-    while (skip-- > 0)
-        bits &= bits - 1;
-    return &S->threads[warp * 32 + __builtin_ctz(bits)];
+    // the first runnable lane at or after a random one (cyclically)
+    unsigned const from = (r >> 40) & 31;
+    uint32_t const bits = S->warps[warp].runnable;
+    uint32_t const rotated = from == 0 ? bits : (bits >> from) | (bits << (32 - from));
+    return &S->threads[warp * 32 + (__builtin_ctz(rotated) + from) % 32];
 }
 
 void makeRunnable(Thread& t)

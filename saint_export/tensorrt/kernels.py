@@ -2,7 +2,8 @@
 kernels can be tested and timed against the PyTorch reference without TensorRT.
 
 The library is looked up in ``$SAINT_KERNELS_LIB``, then ``plugins/build/``; :func:`build_harness`
-builds it with CMake and nvcc.
+builds it with CMake and nvcc. :func:`build_cpu_harness` builds the same C ABI with the kernels running
+on the CPU (plugins/cuda_cpu), for CPU tensors and no GPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -36,6 +38,27 @@ def build_harness(build_dir: Path, cuda_archs: str = "native", extra: tuple[str,
             tail = (res.stdout + res.stderr).strip().splitlines()[-15:]
             raise StageError("build", f"{' '.join(cmd[:2])} failed:\n" + "\n".join(tail))
     return Path(build_dir) / LIB_NAME
+
+
+def build_cpu_harness(build_dir: Path, sanitize: bool = False, kernels_cu: Path | None = None) -> Path:
+    """Build ``libsaint_kernels_cpu.so``: the harness over saintTokenDropKernels.cu (or ``kernels_cu``)
+    compiled as host C++ against the CPU CUDA runtime (plugins/cuda_cpu). No nvcc or GPU: cmake, a C++
+    compiler and the CUDA headers. :class:`KernelHarness` drives it with CPU tensors. ``sanitize``:
+    AddressSanitizer + UBSan (the process must preload libasan)."""
+    if shutil.which("cmake") is None or not (shutil.which("c++") or shutil.which("g++")):
+        raise MissingDependencyError("building the CPU kernels needs cmake and a C++ compiler")
+    configure = ["cmake", "-S", str(PLUGINS_DIR), "-B", str(build_dir), "-DSAINT_CPU_KERNELS=ON",
+                 f"-DCUDA_CPU_SANITIZE={'ON' if sanitize else 'OFF'}", f"-DPython3_EXECUTABLE={sys.executable}"]
+    if kernels_cu is not None:
+        configure.append(f"-DSAINT_KERNELS_CU={Path(kernels_cu).resolve()}")
+    for cmd in (configure, ["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2)]):
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            out = (res.stdout + res.stderr).strip()
+            if "CUDA headers not found" in out:
+                raise MissingDependencyError("building the CPU kernels needs the CUDA headers (cuda_fp16.h)")
+            raise StageError("build", f"{' '.join(cmd[:2])} failed:\n" + "\n".join(out.splitlines()[-15:]))
+    return Path(build_dir) / "libsaint_kernels_cpu.so"
 
 
 def find_harness() -> Path | None:
