@@ -194,7 +194,7 @@ def sanitizer_runtime():
 SANITIZED_CASES = textwrap.dedent("""
     import os, sys, torch
     from saint_export import saint_drop
-    from saint_export.kernels import KernelHarness
+    from saint_export.tensorrt.kernels import KernelHarness
     h = KernelHarness(sys.argv[1])
     g = torch.Generator().manual_seed(0)
     cases = [(101, 2, 64, 1, 48, torch.float32, 0), (64, 3, 1, 0, 3, torch.float16, 3),

@@ -61,7 +61,7 @@ GRID_CASES = [
 RUN_GRID = """
 import sys, os, torch
 from saint_export import saint_drop
-from saint_export.kernels import KernelHarness
+from saint_export.tensorrt.kernels import KernelHarness
 h = KernelHarness(sys.argv[1])
 for n, b, d, p, c, dtype, seed in CASES:
     os.environ["CUDA_CPU_SEED"] = str(seed)
@@ -113,7 +113,7 @@ def run_grid(lib: Path, sanitize: bool, timeout: float) -> tuple[bool, str]:
 def build(build_dir: Path, cu: Path, sanitize: bool) -> Path:
     """Build ``cu`` in ``build_dir`` (reused across mutants); the rewritten source and the library are
     removed first, so a library left from the previous mutant can never be tested by mistake."""
-    from saint_export.kernels import build_cpu_harness
+    from saint_export.tensorrt.kernels import build_cpu_harness
 
     generated = build_dir / "cuda_cpu" / "saint_kernels_cpu" / f"{cu.name}.cpp"
     for stale in (generated, build_dir / "libsaint_kernels_cpu.so"):
