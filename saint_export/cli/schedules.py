@@ -7,6 +7,26 @@ import click
 from .options import Progress, build_from_options, force_option, images_option, model_options, out_option, reports_errors
 
 
+def _search(opts, image_dir, out, force, names: tuple[str, str], search, write) -> None:
+    """Check the three outputs (OUT/<alias>_<suffix>.yaml, OUT/<stem>.json, .png), build the model, run
+    ``search(built, pixels) -> (report, schedule overrides)``, print the report, write the files."""
+    from ..export.pipeline import output_folder, output_stem
+    from ..inputs import gather_inputs
+    from ..io import check_writable
+
+    folder = output_folder(opts["model_name"], out)
+    suffix, stem = names
+    paths = [folder / f"{output_stem(folder.name)}_{suffix}.yaml", folder / f"{stem}.json", folder / f"{stem}.png"]
+    for path in paths:
+        check_writable(path, force)
+    built = build_from_options(opts)
+    pixels, _ = gather_inputs(built.config, image_dir=image_dir)
+    report, overrides = search(built, pixels)
+    click.echo(report.table())
+    write(*paths, built, report, overrides, force)
+    click.echo(f"config: {paths[0]}\nreport: {paths[1]}\nplot: {paths[2]}")
+
+
 @click.command("calibrate")
 @model_options
 @images_option
@@ -23,21 +43,10 @@ def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
     static token dims), OUT/calibration.json and OUT/calibration.png, and prints dense / dynamic /
     calibrated static side by side: tokens per layer, FLOP ratio and fidelity against dense.
     """
-    from ..export.pipeline import output_folder, output_stem
-    from ..inputs import gather_inputs
-    from ..io import check_writable
     from ..schedules.calibrate import calibrate, write_calibration
 
-    folder = output_folder(opts["model_name"], out)
-    paths = [folder / f"{output_stem(folder.name)}_calibrated.yaml", folder / "calibration.json", folder / "calibration.png"]
-    for path in paths:
-        check_writable(path, force)
-    built = build_from_options(opts)
-    pixels, _ = gather_inputs(built.config, image_dir=image_dir)
-    report, overrides = calibrate(built, pixels, batch, percentile, Progress())
-    click.echo(report.table())
-    write_calibration(*paths, built, report, overrides, force)
-    click.echo(f"config: {paths[0]}\nreport: {paths[1]}\nplot: {paths[2]}")
+    _search(opts, image_dir, out, force, ("calibrated", "calibration"),
+            lambda built, pixels: calibrate(built, pixels, batch, percentile, Progress()), write_calibration)
 
 
 @click.command("tune")
@@ -59,23 +68,13 @@ def tune_cmd(image_dir, target_flops, target_speedup, holdout_every, out, force,
     reports default / global / per-layer schedules on held-out images.
     """
     from ..errors import ConfigError
-    from ..export.pipeline import output_folder, output_stem
-    from ..inputs import gather_inputs
-    from ..io import check_writable
     from ..schedules.tune import tune, write_tuning
 
     if (target_flops is None) == (target_speedup is None):
         raise ConfigError("give exactly one of --target-flops and --target-speedup")
-    folder = output_folder(opts["model_name"], out)
-    paths = [folder / f"{output_stem(folder.name)}_tuned.yaml", folder / "tune.json", folder / "tune.png"]
-    for path in paths:
-        check_writable(path, force)
-    built = build_from_options(opts)
-    pixels, _ = gather_inputs(built.config, image_dir=image_dir)
-    report, overrides = tune(built, pixels, target_flops or target_speedup, holdout_every, progress=Progress())
-    click.echo(report.table())
-    write_tuning(*paths, built, report, overrides, force)
-    click.echo(f"config: {paths[0]}\nreport: {paths[1]}\nplot: {paths[2]}")
+    _search(opts, image_dir, out, force, ("tuned", "tune"),
+            lambda built, pixels: tune(built, pixels, target_flops or target_speedup, holdout_every, progress=Progress()),
+            write_tuning)
 
 
 COMMANDS = [calibrate_cmd, tune_cmd]
