@@ -256,7 +256,7 @@ def test_build_hf_model_from_a_local_folder_and_offline_hub_id(tmp_path, pixels)
     stock = build("vit")
     stock.save_pretrained(tmp_path / "vit")
     built = build_hf_model(tmp_path / "vit", overrides={"layers": "all", "threshold": 0.6, "k": 2})
-    assert built.config.timm_name == f"hf:{tmp_path / 'vit'}" and built.protected == 1 and built.schedule.layers == [0, 1, 2, 3]
+    assert built.config.source_name == f"hf:{(tmp_path / 'vit').resolve()}" and built.protected == 1 and built.schedule.layers == [0, 1, 2, 3]
     with torch.no_grad():
         with patch.pruning(built.module, False):
             assert torch.equal(built.module(pixels), stock(pixel_values=pixels).logits)

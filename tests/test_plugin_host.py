@@ -39,7 +39,7 @@ def build(tmp_path_factory) -> Path:
     env = dict(os.environ, PATH=os.environ.get("PATH", "") + os.pathsep + "/usr/local/cuda/bin")
     cfg = subprocess.run(["cmake", "-S", str(PLUGINS), "-B", str(out), "-DCMAKE_CUDA_ARCHITECTURES=90",
                           f"-DTensorRT_INCLUDE_DIR={inc}", "-DSAINT_BUILD_HARNESS=OFF", "-DSAINT_BUILD_SAMPLES=OFF",
-                          f"-DSAINT_CPU_KERNELS={'ON' if (PLUGINS / 'cuda_cpu/cu2cpp.py').is_file() else 'OFF'}"],
+                          f"-DSAINT_HOST_ENQUEUE={'ON' if (PLUGINS / 'cuda_cpu/cu2cpp.py').is_file() else 'OFF'}"],
                          capture_output=True, text=True, env=env)
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
     res = subprocess.run(["cmake", "--build", str(out), "-j", "2"], capture_output=True, text=True, env=env)
