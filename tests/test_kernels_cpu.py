@@ -30,7 +30,7 @@ TAU, K, GAMMA = 0.75, 5, 10.0
 
 @pytest.fixture(scope="module")
 def cpu_harness(tmp_path_factory):
-    from saint_export import kernels
+    from saint_export.tensorrt import kernels
 
     try:
         return kernels.KernelHarness(kernels.build_cpu_harness(tmp_path_factory.mktemp("kernels_cpu")))
@@ -220,7 +220,7 @@ SANITIZED_CASES = textwrap.dedent("""
 def test_sanitizer_build(tmp_path):
     """AddressSanitizer + UBSan build (catches out-of-bounds shared memory) on a few cases, in a subprocess
     that preloads libasan; any sanitizer report aborts it."""
-    from saint_export import kernels
+    from saint_export.tensorrt import kernels
 
     preload = sanitizer_runtime()
     if preload is None:
