@@ -36,6 +36,12 @@ def test_local_folder_main_job_validate_and_check(run, folders, tmp_path):
     assert "cosine" in res.output and "PASS" in res.output
     report = json.loads((tmp_path / "out/tiny_dinov2/validation.json").read_text())
     assert report["tokens_torch"] == report["tokens_onnx"] and report["tokens_onnx"][0] < 257
+    import onnx
+
+    lowered = onnx.load(str(tmp_path / "out/tiny_dinov2/tiny_dinov2.trt.onnx"), load_external_data=False)
+    plugins = [n for n in lowered.graph.node if n.op_type == "SaintTokenDrop"]
+    assert len(plugins) == 2 and all({"plugin_version", "plugin_namespace"} <= {a.name for a in n.attribute} for n in plugins)
+    assert not lowered.functions  # no body: TensorRT must use the plugin
     res = run("check", tmp_path / "out/tiny_dinov2/tiny_dinov2.onnx", "--batch", "3")  # rebuilt from the record
     assert res.exit_code == 0 and "onnxruntime" in res.output, res.output
 
