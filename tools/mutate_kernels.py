@@ -19,36 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "plugins" / "saint_token_drop" / "saintTokenDropKernels.cu"
 
-# name -> (text in the kernels, its buggy replacement, builds to try: "plain" and/or "sanitize")
-MUTANTS = {
-    "no barrier before the tile load": (
-        "        int32_t const tile = min(kTileB, nb - j0);\n        __syncthreads();\n",
-        "        int32_t const tile = min(kTileB, nb - j0);\n", ("plain",)),
-    "no barrier after the tile load": (
-        "        }\n        __syncthreads();\n        if (!active)\n",
-        "        }\n        if (!active)\n", ("plain",)),
-    "shortened warp reduction": (
-        "for (int32_t o = kWarp / 2; o > 0; o /= 2)",
-        "for (int32_t o = kWarp / 4; o > 0; o /= 2)", ("plain",)),
-    "per-thread guard before a shuffle": (
-        "    float const norm = fmaxf(sqrtf(warpSum(ss)), kEps);\n",
-        "    if (lane >= dim)\n        return;\n    float const norm = fmaxf(sqrtf(warpSum(ss)), kEps);\n", ("plain",)),
-    "half a row copied": (
-        "for (size_t i = threadIdx.x; i < bytes / 16; i += blockDim.x)",
-        "for (size_t i = threadIdx.x; i < bytes / 32; i += blockDim.x)", ("plain",)),
-    "tile stride one too long": (
-        "for (int32_t j0 = 0; j0 < nb; j0 += kTileB)",
-        "for (int32_t j0 = 0; j0 < nb; j0 += kTileB + 1)", ("plain",)),
-    "tile stride one too short": (
-        "for (int32_t j0 = 0; j0 < nb; j0 += kTileB)",
-        "for (int32_t j0 = 0; j0 < nb; j0 += kTileB - 1)", ("plain",)),
-    "undersized dynamic shared memory": (
-        "size_t const smem = static_cast<size_t>(na) * (sizeof(float) + sizeof(int32_t));",
-        "size_t const smem = static_cast<size_t>(na) * sizeof(float);", ("plain", "sanitize")),
-}
+# name -> (text in the kernels, its buggy replacement, builds to try): tools/kernel_mutants.yaml
+MUTANTS = {m["name"]: (m["original"], m["mutant"], tuple(m["builds"]))
+           for m in yaml.safe_load((Path(__file__).with_name("kernel_mutants.yaml")).read_text())}
 
 # (N, B, D, P, C, dtype, thread-order seed): two tiles of b-rows, D below a warp, 16-byte and short rows
 GRID_CASES = [

@@ -135,97 +135,62 @@ inline void __syncwarp(unsigned mask = 0xffffffffu)
 inline void __threadfence() {}
 inline void __threadfence_block() {}
 
+namespace cudacpu::detail
+{
+//! ``var`` of lane ``src`` of this warp; a source outside this lane's group of ``width`` reads its own value.
+template <typename T>
+T shuffleFrom(unsigned mask, T var, int src, int width, char const* what)
+{
+    int const lane = laneId(), group = lane & ~(width - 1);
+    return fromBits<T>(warpExchange(mask, toBits(var), src >= group && src < group + width ? src : lane, what));
+}
+} // namespace cudacpu::detail
+
 template <typename T>
 T __shfl_sync(unsigned mask, T var, int srcLane, int width = warpSize)
 {
-    int const lane = ::cudacpu::detail::laneId();
-    int const src = (lane & ~(width - 1)) + (srcLane & (width - 1));
-    return ::cudacpu::detail::fromBits<T>(
-        ::cudacpu::detail::warpExchange(mask, ::cudacpu::detail::toBits(var), src, "__shfl_sync"));
+    int const group = ::cudacpu::detail::laneId() & ~(width - 1);
+    return ::cudacpu::detail::shuffleFrom(mask, var, group + (srcLane & (width - 1)), width, "__shfl_sync");
 }
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = warpSize)
 {
-    int const lane = ::cudacpu::detail::laneId();
-    int src = lane ^ laneMask;
-    if (src >= (lane & ~(width - 1)) + width) // later groups read back their own value
-        src = lane;
-    return ::cudacpu::detail::fromBits<T>(
-        ::cudacpu::detail::warpExchange(mask, ::cudacpu::detail::toBits(var), src, "__shfl_xor_sync"));
+    return ::cudacpu::detail::shuffleFrom(mask, var, ::cudacpu::detail::laneId() ^ laneMask, width, "__shfl_xor_sync");
 }
 
 template <typename T>
 T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize)
 {
-    int const lane = ::cudacpu::detail::laneId();
-    int src = lane + static_cast<int>(delta);
-    if (src >= (lane & ~(width - 1)) + width)
-        src = lane;
-    return ::cudacpu::detail::fromBits<T>(
-        ::cudacpu::detail::warpExchange(mask, ::cudacpu::detail::toBits(var), src, "__shfl_down_sync"));
+    int const src = ::cudacpu::detail::laneId() + static_cast<int>(delta);
+    return ::cudacpu::detail::shuffleFrom(mask, var, src, width, "__shfl_down_sync");
 }
 
 template <typename T>
 T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize)
 {
-    int const lane = ::cudacpu::detail::laneId();
-    int src = lane - static_cast<int>(delta);
-    if (src < (lane & ~(width - 1)))
-        src = lane;
-    return ::cudacpu::detail::fromBits<T>(
-        ::cudacpu::detail::warpExchange(mask, ::cudacpu::detail::toBits(var), src, "__shfl_up_sync"));
+    int const src = ::cudacpu::detail::laneId() - static_cast<int>(delta);
+    return ::cudacpu::detail::shuffleFrom(mask, var, src, width, "__shfl_up_sync");
 }
 
 // Threads of a block never run in parallel here (one fiber at a time), so plain read-modify-write is atomic.
-template <typename T>
-T atomicAdd(T* address, T val)
+namespace cudacpu::detail
+{
+template <typename T, typename F>
+T readModifyWrite(T* address, F update)
 {
     T const old = *address;
-    *address = old + val;
+    *address = update(old);
     return old;
 }
+} // namespace cudacpu::detail
 
-template <typename T>
-T atomicSub(T* address, T val)
-{
-    T const old = *address;
-    *address = old - val;
-    return old;
-}
-
-template <typename T>
-T atomicMax(T* address, T val)
-{
-    T const old = *address;
-    *address = old < val ? val : old;
-    return old;
-}
-
-template <typename T>
-T atomicMin(T* address, T val)
-{
-    T const old = *address;
-    *address = val < old ? val : old;
-    return old;
-}
-
-template <typename T>
-T atomicExch(T* address, T val)
-{
-    T const old = *address;
-    *address = val;
-    return old;
-}
-
-template <typename T>
-T atomicCAS(T* address, T compare, T val)
-{
-    T const old = *address;
-    if (old == compare)
-        *address = val;
-    return old;
-}
+template <typename T> T atomicAdd(T* a, T v) { return ::cudacpu::detail::readModifyWrite(a, [v](T o) { return T(o + v); }); }
+template <typename T> T atomicSub(T* a, T v) { return ::cudacpu::detail::readModifyWrite(a, [v](T o) { return T(o - v); }); }
+template <typename T> T atomicMax(T* a, T v) { return ::cudacpu::detail::readModifyWrite(a, [v](T o) { return o < v ? v : o; }); }
+template <typename T> T atomicMin(T* a, T v) { return ::cudacpu::detail::readModifyWrite(a, [v](T o) { return v < o ? v : o; }); }
+template <typename T> T atomicExch(T* a, T v) { return ::cudacpu::detail::readModifyWrite(a, [v](T) { return v; }); }
+template <typename T> T atomicCAS(T* a, T c, T v) { return ::cudacpu::detail::readModifyWrite(a, [c, v](T o) { return o == c ? v : o; }); }
 
 // CUDA's device min/max accept mixed integer types
 template <typename A, typename B>

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -128,97 +129,45 @@ int main(int argc, char** argv)
             "float64/int64 fields");
     }
 
+    // each bad case: one edit of a good field list, and the text the logged error must contain
+    using Edit = std::function<void(std::vector<PluginField>&)>;
+    auto setData = [](int i, void const* data) -> Edit { return [=](std::vector<PluginField>& v) { v[i].data = data; }; };
+    auto replace = [](int i, PluginField field) -> Edit { return [=](std::vector<PluginField>& v) { v[i] = field; }; };
+    auto erase = [](int i) -> Edit { return [=](std::vector<PluginField>& v) { v.erase(v.begin() + i); }; };
+    Edit const duplicateFirst = [](std::vector<PluginField>& v) { v.push_back(v[0]); };
     struct Bad
     {
         char const* name;
-        std::vector<PluginField> fields;
+        Edit edit;
         char const* needle;
     };
     Fields f;
-    float badThreshold = 1.5f;
-    int32_t badK = 0;
-    int32_t badFixed = -2;
-    float floatK = 5.f;
-    std::vector<Bad> bad;
-    {
-        auto v = f.list();
-        v.erase(v.begin() + 1);
-        bad.push_back({"missing k", v, "missing field 'k'"});
-    }
-    {
-        auto v = f.list();
-        v[0].data = &badThreshold;
-        bad.push_back({"threshold 1.5", v, "'threshold' must be in [-1, 1]"});
-    }
-    {
-        auto v = f.list();
-        v[1].data = &badK;
-        bad.push_back({"k 0", v, "'k' must be >= 1"});
-    }
-    {
-        auto v = f.list();
-        v[4].data = &badFixed;
-        bad.push_back({"fixed_r -2", v, "'fixed_r'"});
-    }
-    {
-        auto v = f.list();
-        v[1] = PluginField("k", &floatK, PluginFieldType::kFLOAT32, 1);
-        bad.push_back({"k as float", v, "'k' must be an integer"});
-    }
-    {
-        auto v = f.list();
-        v.push_back(v[0]);
-        bad.push_back({"duplicate threshold", v, "given twice"});
-    }
-    float nan = std::nanf("");
-    int32_t bigProtected = 9000;
-    int32_t bigFixed = 9000;
+    float badThreshold = 1.5f, floatK = 5.f, nan = std::nanf("");
+    int32_t badK = 0, badFixed = -2, bigProtected = 9000, bigFixed = 9000;
     int64_t twoK[2] = {3, 4};
     char text[] = "5";
-    {
-        auto v = f.list();
-        v[0].data = &nan;
-        bad.push_back({"threshold NaN", v, "'threshold' must be in [-1, 1]"});
-    }
-    {
-        auto v = f.list();
-        v[2].data = &nan;
-        bad.push_back({"gamma NaN", v, "'gamma' must be finite"});
-    }
-    {
-        auto v = f.list();
-        v[3].data = &bigProtected;
-        bad.push_back({"protected 9000", v, "'protected' must be in [0, 8192]"});
-    }
-    {
-        auto v = f.list();
-        v[4].data = &bigFixed;
-        bad.push_back({"fixed_r 9000", v, "'fixed_r' must be -1 (vote) or in [0, 8192]"});
-    }
-    {
-        auto v = f.list();
-        v[1] = PluginField("k", twoK, PluginFieldType::kINT64, 2);
-        bad.push_back({"k with two values", v, "'k' must hold exactly one value"});
-    }
-    {
-        auto v = f.list();
-        v[1] = PluginField("k", text, PluginFieldType::kCHAR, 1);
-        bad.push_back({"k as char", v, "'k' has an unsupported type"});
-    }
-    {
-        auto v = f.list();
-        v[2].data = nullptr;
-        bad.push_back({"gamma without data", v, "'gamma' must hold exactly one value"});
-    }
-    {
-        auto v = f.list();
-        v.erase(v.begin() + 4);
-        bad.push_back({"missing fixed_r", v, "missing field 'fixed_r'"});
-    }
+    std::vector<Bad> const bad = {
+        {"missing k", erase(1), "missing field 'k'"},
+        {"threshold 1.5", setData(0, &badThreshold), "'threshold' must be in [-1, 1]"},
+        {"k 0", setData(1, &badK), "'k' must be >= 1"},
+        {"fixed_r -2", setData(4, &badFixed), "'fixed_r'"},
+        {"k as float", replace(1, PluginField("k", &floatK, PluginFieldType::kFLOAT32, 1)), "'k' must be an integer"},
+        {"duplicate threshold", duplicateFirst, "given twice"},
+        {"threshold NaN", setData(0, &nan), "'threshold' must be in [-1, 1]"},
+        {"gamma NaN", setData(2, &nan), "'gamma' must be finite"},
+        {"protected 9000", setData(3, &bigProtected), "'protected' must be in [0, 8192]"},
+        {"fixed_r 9000", setData(4, &bigFixed), "'fixed_r' must be -1 (vote) or in [0, 8192]"},
+        {"k with two values", replace(1, PluginField("k", twoK, PluginFieldType::kINT64, 2)), "'k' must hold exactly one value"},
+        {"k as char", replace(1, PluginField("k", text, PluginFieldType::kCHAR, 1)), "'k' has an unsupported type"},
+        {"gamma without data", setData(2, nullptr), "'gamma' must hold exactly one value"},
+        {"missing fixed_r", erase(4), "missing field 'fixed_r'"},
+    };
     for (auto const& b : bad)
     {
         logger.last.clear();
-        std::unique_ptr<IPluginV3> p(create(creator, b.fields));
+        auto fields = f.list();
+        b.edit(fields);
+        std::unique_ptr<IPluginV3> p(create(creator, fields));
         bool const ok = p == nullptr && logger.last.find(b.needle) != std::string::npos;
         check(ok, b.name);
         if (!ok)
