@@ -52,6 +52,7 @@ def test_barriers_shuffles_and_atomics_give_cuda_results(selftest, order):
     assert out[32:64] == [lane - 3 if lane >= 3 else lane for lane in lanes]  # up
     assert out[64:96] == [(lane & ~7) + 5 for lane in lanes]  # indexed, width 8
     assert out[96:128] == [lane ^ 9 for lane in lanes]  # xor, width 16
+    assert out[128:160] == [lane - 16 if lane >= 16 else lane for lane in lanes]  # xor into an earlier group, width 8
     err, out, _ = selftest(2)  # exited threads count as arrived at __syncthreads
     assert err == 0 and out[:64] == [2] * 64
     err, out, _ = selftest(5)  # a mask naming only the lanes that shuffle

@@ -137,12 +137,13 @@ inline void __threadfence_block() {}
 
 namespace cudacpu::detail
 {
-//! ``var`` of lane ``src`` of this warp; a source outside this lane's group of ``width`` reads its own value.
+//! ``var`` of lane ``src`` of this warp. As in CUDA, a lane may read earlier groups of ``width`` lanes,
+//! but a source in a later group than its own reads its own value.
 template <typename T>
 T shuffleFrom(unsigned mask, T var, int src, int width, char const* what)
 {
-    int const lane = laneId(), group = lane & ~(width - 1);
-    return fromBits<T>(warpExchange(mask, toBits(var), src >= group && src < group + width ? src : lane, what));
+    int const lane = laneId();
+    return fromBits<T>(warpExchange(mask, toBits(var), src < (lane & ~(width - 1)) + width ? src : lane, what));
 }
 } // namespace cudacpu::detail
 
@@ -169,8 +170,8 @@ T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize)
 template <typename T>
 T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize)
 {
-    int const src = ::cudacpu::detail::laneId() - static_cast<int>(delta);
-    return ::cudacpu::detail::shuffleFrom(mask, var, src, width, "__shfl_up_sync");
+    int const lane = ::cudacpu::detail::laneId(), src = lane - static_cast<int>(delta);
+    return ::cudacpu::detail::shuffleFrom(mask, var, src < (lane & ~(width - 1)) ? lane : src, width, "__shfl_up_sync");
 }
 
 // Threads of a block never run in parallel here (one fiber at a time), so plain read-modify-write is atomic.

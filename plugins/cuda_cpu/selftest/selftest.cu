@@ -36,6 +36,7 @@ __global__ void shuffleFlavours(int* out)
     out[32 + lane] = __shfl_up_sync(kFull, lane, 3);
     out[64 + lane] = __shfl_sync(kFull, lane, 5, 8);
     out[96 + lane] = __shfl_xor_sync(kFull, lane, 9, 16);
+    out[128 + lane] = __shfl_xor_sync(kFull, lane, 16, 8); // earlier groups readable, later ones not
 }
 
 //! threads >= 64 exit before the barrier: they count as arrived
