@@ -76,6 +76,8 @@ model_options = stack_options(
     click.option("--k", "k", type=int, default=None, help="K, edges a row needs to vote (>= 1)."),
     click.option("--gamma", type=float, default=None, help="gamma of the score."),
     click.option("--fixed-r", type=int, default=None, help="Drop exactly this many a-tokens per pruning block (-1 = vote)."),
+    click.option("--vote", type=click.Choice(["batch", "sample"]), default=None,
+                 help="r from the batch mean (SAINT) or from each sample alone (batch-invariant; padded to the longest)."),
 )
 
 artifact_model_options = stack_options(
@@ -97,7 +99,7 @@ quiet_option = click.option("--quiet", is_flag=True, help="No progress lines.")
 
 
 def schedule_overrides(opts: dict[str, Any]) -> dict[str, Any]:
-    return {name: opts.get(name) for name in ("layers", "threshold", "k", "gamma", "fixed_r")}
+    return {name: opts.get(name) for name in ("layers", "threshold", "k", "gamma", "fixed_r", "vote")}
 
 
 def build_from_options(opts: dict[str, Any]):

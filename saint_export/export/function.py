@@ -91,7 +91,7 @@ def _normalised_halves(g: _Graph) -> None:
 
 
 def _similarity(g: _Graph) -> None:
-    """2. S = a b^T, edges S >= tau, counts per a-row."""
+    """2. S = a b^T."""
     g.n("Transpose", ["b"], "bt", perm=[0, 2, 1])
     g.n("MatMul", ["a", "bt"], "S0")
     # N - P == 1 leaves b empty; onnxruntime reduces an empty axis to the wrong shape, so give
@@ -101,6 +101,10 @@ def _similarity(g: _Graph) -> None:
     g.n("Unsqueeze", ["pad_amt", "ax0"], "pad_amt1")
     g.n("Concat", ["zeros5", "pad_amt1"], "pads", axis=0)
     g.n("Pad", ["S0", "pads"], "S", mode="constant")
+
+
+def _edges(g: _Graph) -> None:
+    """Edges S >= tau, counts per a-row."""
     g.n("GreaterOrEqual", ["S", "thr"], "valid")
     g.n("Cast", ["valid"], "validf", to=TensorProto.FLOAT)
     g.n("ReduceSum", ["validf", "axl"], "cntf", keepdims=0)
@@ -168,7 +172,7 @@ def _kept_tokens(g: _Graph) -> None:
 
 def function_proto(opset: int = 18) -> onnx.FunctionProto:
     g = _Graph()
-    for step in (_constants, _normalised_halves, _similarity, _vote, _scores_and_order, _kept_tokens):
+    for step in (_constants, _normalised_halves, _similarity, _edges, _vote, _scores_and_order, _kept_tokens):
         step(g)
     return helper.make_function(
         DOMAIN, OP_TYPE, ["tokens", "metric"], ["tokens_out", "kept_index"], g.nodes,

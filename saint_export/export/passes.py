@@ -15,7 +15,7 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnx_ir.passes import InPlacePass, PassError, PassResult, PostconditionError, PreconditionError
 
-from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, VERSION, register_schema
+from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PER_SAMPLE, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_schema, version_for
 
 PLUGIN_ATTRS = ("plugin_version", "plugin_namespace")
 
@@ -28,18 +28,34 @@ def _function_key() -> tuple[str, str, str]:
     return (DOMAIN, OP_TYPE, "")
 
 
+def per_sample(node: ir.Node) -> bool:
+    attr = node.attributes.get(PER_SAMPLE.name)
+    return attr is not None and int(attr.value) == 1
+
+
+def _per_sample_model(pass_name: str, model: ir.Model) -> bool:
+    """Whether the model's drop nodes vote per sample; all of them or none (one function body serves all)."""
+    modes = {per_sample(n) for n in drop_nodes(model)}
+    if len(modes) > 1:
+        raise PreconditionError(f"{pass_name}: the model mixes per-sample and batch-vote SaintTokenDrop nodes")
+    return modes == {True}
+
+
 def _check_drop_nodes_any_arity(pass_name: str, model: ir.Model) -> None:
     for node in drop_nodes(model):
         missing = [a.name for a in ATTRIBUTES if a.name not in node.attributes]
         if missing:
             raise PreconditionError(f"{pass_name}: node {node.name} lacks attribute(s) {missing}")
-        if len(node.inputs) != 2 or len(node.outputs) not in (2, 3):
+        if per_sample(node):
+            if len(node.inputs) != 3 or len(node.outputs) != 3:
+                raise PreconditionError(f"{pass_name}: per-sample node {node.name} must have 3 inputs and 3 outputs")
+        elif len(node.inputs) != 2 or len(node.outputs) not in (2, 3):
             raise PreconditionError(f"{pass_name}: node {node.name} must have 2 inputs and 2 (or 3) outputs")
 
 
 def _check_drop_nodes(pass_name: str, model: ir.Model) -> None:
     _check_drop_nodes_any_arity(pass_name, model)
-    three = [n.name for n in drop_nodes(model) if len(n.outputs) != 2]
+    three = [n.name for n in drop_nodes(model) if len(n.outputs) != 2 and not per_sample(n)]
     if three:
         raise PreconditionError(f"{pass_name}: node(s) {three[:3]} have the TensorRT size output; lower the traced model instead")
 
@@ -58,12 +74,14 @@ class LowerPortable(InPlacePass):
 
     def call(self, model: ir.Model) -> PassResult:
         from .function import function_proto
+        from .function_sample import function_proto_per_sample
 
         if not drop_nodes(model) or _function_key() in model.functions:
             return PassResult(model, modified=False)
-        fn = ir.serde.deserialize_function(function_proto(model.opset_imports[""]))
-        model.functions[_function_key()] = fn
-        model.opset_imports[DOMAIN] = VERSION
+        sample = _per_sample_model("LowerPortable", model)
+        body = (function_proto_per_sample if sample else function_proto)(model.opset_imports[""])
+        model.functions[_function_key()] = ir.serde.deserialize_function(body)
+        model.opset_imports[DOMAIN] = version_for(sample)
         return PassResult(model, modified=True)
 
     def ensures(self, model: ir.Model) -> None:
@@ -123,6 +141,10 @@ class LowerTensorRT(InPlacePass):
 
     def requires(self, model: ir.Model) -> None:
         _check_drop_nodes_any_arity("LowerTensorRT", model)
+        if _per_sample_model("LowerTensorRT", model):
+            raise PreconditionError("LowerTensorRT: the TensorRT plugin implements the batch vote only (SaintTokenDrop "
+                                    "version 1); per-sample nodes run through the portable ONNX, and their CUDA kernels "
+                                    "are tested on the CPU runtime, but no plugin creator takes them yet")
 
     def call(self, model: ir.Model) -> PassResult:
         modified = False

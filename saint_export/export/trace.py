@@ -18,7 +18,7 @@ from ..errors import StageError
 from ..models.build import BuiltModel
 from ..models.record import ModelRecord
 from ..reference.patch import pruning
-from .opdef import DOMAIN, VERSION, translation_table
+from .opdef import DOMAIN, translation_table, version_for
 from .passes import drop_nodes, with_outputs
 
 INPUT_NAME = "pixels"
@@ -46,17 +46,18 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
         raise StageError("trace", f"torch.onnx.export failed for {built.config.alias}: {first[:300]}") from exc
     ir_model = program.model
     if pruned and built.schedule.rules:
-        ir_model.opset_imports[DOMAIN] = VERSION
+        ir_model.opset_imports[DOMAIN] = version_for(built.schedule.per_sample)
     ir_model.metadata_props.update(ModelRecord.of(built, pruned).to_metadata())
     ir_model.graph.name = f"{built.config.alias}_{'saint' if pruned else 'dense'}"
     drops = drop_nodes(ir_model)
     if pruned and len(drops) != len(built.schedule.rules):
         raise StageError("trace", f"expected {len(built.schedule.rules)} SaintTokenDrop nodes, found {len(drops)}")
+    want = 3 if built.schedule.per_sample else 2
     for node, layer in zip(drops, built.schedule.layers):
-        if len(node.outputs) != 2:  # onnxscript creates the schema's optional size output too
-            node = with_outputs(ir_model.graph, node, 2)
+        if len(node.outputs) != want:  # onnxscript creates the schema's optional outputs too
+            node = with_outputs(ir_model.graph, node, want)
         node.name = f"saint_drop_block{layer}"
-        node.outputs[0].name = f"tokens_block{layer}"
-        node.outputs[1].name = f"kept_index_block{layer}"
+        for value, name in zip(node.outputs, ("tokens", "kept_index", "mask")):
+            value.name = f"{name}_block{layer}"
     return ir_model
 

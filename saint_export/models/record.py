@@ -50,8 +50,9 @@ class ModelRecord:
 
     @property
     def batch_independent(self) -> bool:
-        """Every pruning layer drops a fixed count, so a sample's answer ignores its batch mates."""
-        return self.pruned and all(row.get("fixed_r", -1) >= 0 for row in self.schedule)
+        """Every pruning layer drops a fixed count or votes per sample, so a sample's answer ignores its batch mates."""
+        return self.pruned and (all(row.get("fixed_r", -1) >= 0 for row in self.schedule)
+                                or all(row.get("vote") == "sample" for row in self.schedule))
 
     @classmethod
     def of(cls, built: BuiltModel, pruned: bool = True, precision: str = "fp32") -> "ModelRecord":

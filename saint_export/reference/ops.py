@@ -1,4 +1,5 @@
-"""SAINT's drop rule as one torch custom op, ``saint::token_drop``.
+"""SAINT's drop rule as torch custom ops: ``saint::token_drop`` (batch vote) and
+``saint::token_drop_sample`` (per-sample vote with a key-padding mask).
 
 The op is opaque to tracers: ``torch.export`` and the dynamo ONNX exporter see
 one node whose output token count is a fresh symbolic size, so the exported
@@ -11,11 +12,12 @@ import contextlib
 
 import torch
 
-from .rule import saint_drop
+from .rule import saint_drop, saint_drop_per_sample
 
 NAMESPACE = "saint"
 OP_NAME = "token_drop"
 QUALNAME = f"{NAMESPACE}::{OP_NAME}"
+SAMPLE_QUALNAME = f"{NAMESPACE}::{OP_NAME}_sample"
 
 
 @torch.library.custom_op(QUALNAME, mutates_args=())
@@ -54,6 +56,32 @@ def _token_drop_fake(tokens, metric, threshold, k, gamma, protected, fixed_r):
     return tokens.new_empty((batch, m, c)), tokens.new_empty((batch, m), dtype=torch.int64)
 
 
+@torch.library.custom_op(SAMPLE_QUALNAME, mutates_args=())
+def token_drop_sample(
+    tokens: torch.Tensor,
+    metric: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: float,
+    k: int,
+    gamma: float,
+    protected: int,
+    fixed_r: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """tokens [B, N, C], metric [B, N, D], mask [B, N] bool -> (tokens [B, M, C], kept_index [B, M], mask [B, M])."""
+    return tuple(saint_drop_per_sample(tokens, metric, mask, threshold, k, gamma, protected, fixed_r))
+
+
+@token_drop_sample.register_fake
+def _token_drop_sample_fake(tokens, metric, mask, threshold, k, gamma, protected, fixed_r):
+    """M is the longest sample after its own vote: always a fresh symbolic size."""
+    batch, n, c = tokens.shape
+    m = torch.library.get_ctx().new_dynamic_size()
+    torch._check(m <= n)
+    torch._check(m >= max(protected, 1))  # every sample keeps its protected tokens; rows are never empty
+    return (tokens.new_empty((batch, m, c)), tokens.new_empty((batch, m), dtype=torch.int64),
+            tokens.new_empty((batch, m), dtype=torch.bool))
+
+
 _RECORDERS: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
 
 
@@ -63,6 +91,15 @@ def op_token_drop(tokens, metric, threshold, k, gamma, protected, fixed_r):
     for rec in _RECORDERS:  # empty unless inside ``recording()`` (never while tracing)
         rec.append((out, kept))
     return out, kept
+
+
+def op_token_drop_sample(tokens, metric, mask, threshold, k, gamma, protected, fixed_r):
+    """Call ``saint::token_drop_sample`` through the dispatcher; recorded like :func:`op_token_drop`."""
+    out, kept, mask_out = torch.ops.saint.token_drop_sample(tokens, metric, mask, float(threshold), int(k), float(gamma),
+                                                            int(protected), int(fixed_r))
+    for rec in _RECORDERS:
+        rec.append((out, kept))
+    return out, kept, mask_out
 
 
 @contextlib.contextmanager

@@ -26,6 +26,9 @@ portable while giving the same drops on real inputs:
   ``protected`` generalises the class/distillation flags to any number of
   leading tokens (register tokens), and ``fixed_r`` gives a fixed schedule.
 * ``kept_index`` is returned so callers can track which input tokens survive.
+* :func:`saint_drop_per_sample` (not upstream) is the batch-invariant mode: every
+  sample votes its own r, as if it ran alone, and the batch is padded to its
+  longest sample; a key-padding mask travels with the tokens.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from typing import NamedTuple
 import torch
 
 EPS = 1e-12
+
+
+PAD_INDEX = -1  # kept_index of a padding slot (per-sample mode)
 
 
 class DropResult(NamedTuple):
@@ -146,3 +152,51 @@ def saint_drop(
     kept = kept_positions(order, r, n, protected)
     out = tokens.gather(1, kept.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
     return DropResult(out, kept, r)
+
+
+class MaskedDropResult(NamedTuple):
+    tokens: torch.Tensor  # [B, M, C], padding slots are zero
+    kept_index: torch.Tensor  # [B, M] int64, PAD_INDEX in padding slots
+    mask: torch.Tensor  # [B, M] bool, True = a real token; each row is a prefix of Trues
+
+
+def saint_drop_per_sample(
+    tokens: torch.Tensor,
+    metric: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    threshold: float = 0.75,
+    k: int = 5,
+    gamma: float = 10.0,
+    protected: int = 1,
+    fixed_r: int = -1,
+) -> MaskedDropResult:
+    """SAINT's drop step with a per-sample vote (batch-invariant mode).
+
+    Sample b holds ``n_b = mask[b].sum()`` real tokens, a prefix of its row (the
+    layout this function produces). Its tokens and kept_index are exactly those
+    of ``saint_drop`` on ``tokens[b:b+1, :n_b]`` alone, so the vote ``r_b`` is
+    that sample's own row count (``min(fixed_r, Na_b)`` when fixed). The rows
+    are padded to M = max_b (n_b - r_b) with zero tokens, ``PAD_INDEX`` and
+    ``mask`` False.
+
+    Args:
+        tokens: [B, N, C]; metric: [B, N, D]; mask: [B, N] bool or None (all real).
+        Other arguments as :func:`saint_drop`.
+    """
+    batch, n, channels = tokens.shape
+    if mask is None:
+        mask = torch.ones(batch, n, dtype=torch.bool, device=tokens.device)
+    if mask.shape != (batch, n):
+        raise ValueError(f"mask must be [B, N] = {[batch, n]}; got {list(mask.shape)}")
+    lengths = mask.sum(dim=1).tolist()
+    if any(not bool(mask[b, :length].all()) for b, length in enumerate(lengths)):
+        raise ValueError("mask rows must be a prefix of True values (real tokens first, then padding)")
+    runs = [saint_drop(tokens[b:b + 1, :length], metric[b:b + 1, :length], threshold, k, gamma, protected, fixed_r)
+            for b, length in enumerate(lengths)]
+    m = max((run.kept_index.shape[1] for run in runs), default=0)
+    out = tokens.new_zeros(batch, m, channels)
+    kept = torch.full((batch, m), PAD_INDEX, dtype=torch.int64, device=tokens.device)
+    for b, run in enumerate(runs):
+        out[b, :run.kept_index.shape[1]] = run.tokens[0]
+        kept[b, :run.kept_index.shape[1]] = run.kept_index[0]
+    return MaskedDropResult(out, kept, kept != PAD_INDEX)

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 DEFAULT_THRESHOLD = 0.75
 DEFAULT_K = 5
 DEFAULT_GAMMA = 10.0
+VOTES = ("batch", "sample")  # r from the batch mean (SAINT) | from each sample alone (batch-invariant)
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,10 @@ class LayerRule:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Block index -> LayerRule. Blocks not listed run unpruned."""
+    """Block index -> LayerRule. Blocks not listed run unpruned. ``vote`` applies to every layer."""
 
     rules: tuple[tuple[int, LayerRule], ...]
+    vote: str = "batch"
 
     @property
     def layers(self) -> list[int]:
@@ -52,8 +54,18 @@ class Schedule:
         """True when every pruning layer drops a fixed count (output does not depend on batch mates)."""
         return all(rule.fixed_r >= 0 for _, rule in self.rules)
 
+    @property
+    def per_sample(self) -> bool:
+        return self.vote == "sample" and bool(self.rules)
+
+    def batch_invariant(self) -> bool:
+        """True when a sample's output does not depend on its batch mates (fixed counts or per-sample votes)."""
+        return self.is_fixed() or self.per_sample
+
     def to_json(self) -> list[dict[str, Any]]:
-        return [{"layer": i, **asdict(rule)} for i, rule in self.rules]
+        """One row per pruning layer; rows carry ``vote`` only in per-sample mode."""
+        extra = {"vote": self.vote} if self.vote != "batch" else {}
+        return [{"layer": i, **asdict(rule), **extra} for i, rule in self.rules]
 
     def as_overrides(self) -> dict[str, Any]:
         """This exact schedule as config ``schedule:`` fields (per-layer lists)."""
@@ -62,21 +74,26 @@ class Schedule:
     def describe(self) -> str:
         """``block 0 tau=0.75 K=5, block 1 ...`` (``fixed_r`` shown where set)."""
         return ", ".join(f"block {i} tau={r.threshold:g} K={r.k}" + (f" fixed_r={r.fixed_r}" if r.fixed_r >= 0 else "")
-                         for i, r in self.rules) or "no pruning layers"
+                         for i, r in self.rules) + (", vote per sample" if self.per_sample else "") or "no pruning layers"
 
     @classmethod
-    def from_rules(cls, rules: Mapping[int, LayerRule]) -> "Schedule":
-        return cls(tuple(sorted((int(i), r.validate(f"layer {i}")) for i, r in rules.items())))
+    def from_rules(cls, rules: Mapping[int, LayerRule], vote: str = "batch") -> "Schedule":
+        if vote not in VOTES:
+            raise ConfigError(f"vote must be one of {list(VOTES)}; got {vote!r}")
+        return cls(tuple(sorted((int(i), r.validate(f"layer {i}")) for i, r in rules.items())), vote)
 
 
-SCHEDULE_FIELDS = ("layers", "threshold", "k", "gamma", "fixed_r")
+LAYER_FIELDS = ("layers", "threshold", "k", "gamma", "fixed_r")
+SCHEDULE_FIELDS = (*LAYER_FIELDS, "vote")
 
 
 def overrides_from_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """``Schedule.to_json()`` rows -> config ``schedule:`` fields; no rows -> no pruning layers."""
     if not rows:
         return {"layers": "none"}
-    return {key: [row["layer" if key == "layers" else key] for row in rows] for key in SCHEDULE_FIELDS}
+    fields = {key: [row["layer" if key == "layers" else key] for row in rows] for key in LAYER_FIELDS}
+    votes = {row.get("vote", "batch") for row in rows}
+    return {**fields, "vote": votes.pop()} if votes != {"batch"} else fields
 
 
 def parse_layers(spec: Any, depth: int) -> list[int]:
@@ -124,7 +141,7 @@ def build_schedule(spec: Mapping[str, Any] | None, depth: int) -> Schedule:
     """Build a Schedule from a config's ``schedule:`` mapping (every field optional).
 
     Each of threshold, k, gamma and fixed_r is a scalar or a list with one entry
-    per pruning layer.
+    per pruning layer; ``vote`` (``batch`` | ``sample``) is one value for all.
     """
     spec = dict(spec or {})
     unknown = sorted(set(spec) - set(SCHEDULE_FIELDS))
@@ -147,7 +164,7 @@ def build_schedule(spec: Mapping[str, Any] | None, depth: int) -> Schedule:
             gamma=float(gamma) if isinstance(gamma, int) and not isinstance(gamma, bool) else gamma,
             fixed_r=cols["fixed_r"][j],
         )
-    return Schedule.from_rules(rules)
+    return Schedule.from_rules(rules, spec.get("vote", "batch"))
 
 
 def merge_overrides(spec: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> dict[str, Any]:

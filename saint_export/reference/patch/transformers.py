@@ -272,6 +272,9 @@ def apply_patch(model: torch.nn.Module, schedule: Schedule | None = None, protec
     inner, layers, default_protected = _find(model)
     if schedule is None:
         schedule = build_schedule(None, len(layers))
+    if schedule.per_sample:
+        raise ConfigError("vote: sample (the batch-invariant mode) is implemented for timm models only; "
+                          "for transformers models use vote: batch or a fixed_r schedule")
     for i in schedule.layers:
         if not 0 <= i < len(layers):
             raise ConfigError(f"schedule names layer {i}; the model has layers 0..{len(layers) - 1}")
