@@ -6,27 +6,38 @@ from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
+
 from .options import force_option, reports_errors
 
 
 @click.command("triton")
-@click.argument("engine", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--repo", required=True, type=click.Path(file_okay=False), help="Model repository folder.")
-@click.option("--name", default=None, help="Model name in the repository [default: the engine's model alias].")
+@click.option("--name", default=None, help="Model name in the repository [default: the model's alias].")
 @click.option("--plugin", type=click.Path(dir_okay=False), default=None, help="libsaint_plugins.so to copy beside the model.")
-@click.option("--max-batch", type=int, default=None, help="max_batch_size [default: the engine profile's max].")
+@click.option("--max-batch", type=int, default=None, help="max_batch_size [default: the engine profile's max; 8 for ONNX].")
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True, help="GPU instances.")
 @force_option
 @reports_errors
-def triton_cmd(engine, repo, name, plugin, max_batch, instances, force) -> None:
-    """Write a Triton model repository for ENGINE (a plan built by saint-export --engine).
+def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
+    """Write a Triton model repository for MODEL: an engine (.plan, built by saint-export --engine;
+    TensorRT backend with the plugin) or a portable ONNX model (.onnx; onnxruntime backend, no plugin).
 
-    Dynamic batching stays off unless every pruning layer uses fixed_r: SAINT's vote takes
-    the batch mean, so batching requests together would change their answers.
+    Dynamic batching stays off unless the schedule is batch-invariant (fixed_r in every pruning
+    layer, or vote: sample): SAINT's vote takes the batch mean, so batching requests together
+    would change their answers.
     """
-    from ..tensorrt.triton import triton_repository_from_engine
+    from ..tensorrt.triton import triton_repository_from_engine, triton_repository_from_onnx
 
-    target = triton_repository_from_engine(Path(engine), Path(repo), name, Path(plugin) if plugin else None,
+    if model.endswith(".onnx"):
+        if plugin:
+            raise ConfigError("--plugin: the portable ONNX carries SaintTokenDrop's function body and needs no plugin")
+        target = triton_repository_from_onnx(Path(model), Path(repo), name, max_batch or 8, instances, force)
+        click.echo(f"Triton model: {target} (onnxruntime backend; config.pbtxt validated with Triton's ModelConfig)")
+        click.echo(f"run: tritonserver --model-repository={Path(repo).resolve()}")
+        return
+    target = triton_repository_from_engine(Path(model), Path(repo), name, Path(plugin) if plugin else None,
                                            max_batch, instances, force)
     click.echo(f"Triton model: {target} (config.pbtxt validated with Triton's ModelConfig)")
     click.echo(f"run: LD_PRELOAD={target}/libsaint_plugins.so tritonserver --model-repository={Path(repo).resolve()}")

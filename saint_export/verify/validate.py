@@ -20,6 +20,7 @@ from ..reference.ops import recording
 from ..reference.patch import pruning
 from .analysis import dense_tokens, trace_tokens, vit_flops
 from .backends import ort_session, providers
+from .invariance import TOLERANCE, batch_vs_alone
 from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, agreement, compare_output, describe_agreement,
                       parse_tolerances)
 
@@ -39,6 +40,7 @@ class ValidationReport:
     onnx_vs_torch_dense: dict[str, float]
     torch_saint_vs_dense: dict[str, float]
     flop_ratio: float  # dense FLOPs / SAINT FLOPs at these inputs' token counts
+    batch_vs_alone: dict[str, float] = field(default_factory=dict)  # batch-invariant schedules: torch / onnx
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
@@ -55,6 +57,10 @@ class ValidationReport:
                      f"FLOPs x{self.flop_ratio:.2f} fewer than dense")
         lines.append(f"agreement: onnx vs torch SAINT {describe_agreement(self.onnx_vs_torch_saint)}; onnx vs torch dense "
                      f"{describe_agreement(self.onnx_vs_torch_dense)} (torch SAINT vs dense {describe_agreement(self.torch_saint_vs_dense)})")
+        if self.batch_vs_alone:
+            lines.append("each sample in the batch vs alone (max |diff| / max(1, |out|)): "
+                         + ", ".join(f"{k} {v:.2g}" for k, v in self.batch_vs_alone.items())
+                         + f" (tolerance {TOLERANCE:g})")
         if self.weights.startswith("random"):
             lines.append("(random weights: agreement with dense says nothing about a trained model; use --weights or --checkpoint)")
         lines.append("PASS" if self.passed else "FAIL: " + "; ".join(self.failures))
@@ -99,12 +105,18 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     failures += [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
     if tokens_torch != tokens_onnx:
         failures.append("tokens kept per layer differ")
+    invariance = {}
+    if built.schedule.batch_invariant() and pixels.shape[0] > 1:
+        invariance = {"torch": batch_vs_alone(lambda x: module(torch.from_numpy(x)).numpy(), pixels.numpy(), ref),
+                      "onnx": batch_vs_alone(lambda x: session.run(["logits"], {"pixels": x})[0], pixels.numpy(), got[0])}
+        failures += [f"{k}: a sample in the batch differs from its run alone by {v:.2g}" for k, v in invariance.items()
+                     if v > (1e-2 if fp16 else TOLERANCE)]
     return ValidationReport(
         model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=providers(device)[0], batch=int(pixels.shape[0]), inputs=names,
         outputs=checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
         onnx_vs_torch_saint=agreement(got[0], ref, built.classifier),
         onnx_vs_torch_dense=agreement(got[0], dense, built.classifier),
-        torch_saint_vs_dense=agreement(ref, dense, built.classifier), flop_ratio=flop_ratio,
+        torch_saint_vs_dense=agreement(ref, dense, built.classifier), flop_ratio=flop_ratio, batch_vs_alone=invariance,
         passed=not failures, failures=failures,
     )
 
