@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from saint_export import saint_drop
+from saint_export.reference.rule import saint_drop_per_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 TAU, K, GAMMA = 0.75, 5, 10.0
@@ -176,6 +177,30 @@ def test_fewer_than_two_free_tokens_is_identity(cpu_harness):
     assert m == 2 and kept.tolist() == [[0, 1], [0, 1]] and torch.equal(out, tokens)
 
 
+@pytest.mark.parametrize("p,fixed_r,thread_seed", [(1, -1, 0), (0, -1, 7), (5, 12, 3), (1, 0, 0)])
+def test_per_sample_vote_identical_to_reference(cpu_harness, seed, p, fixed_r, thread_seed):
+    """vote: sample — each sample votes over its own len_b real tokens, M = the longest, padding slots
+    kept_index -1 / zero tokens / mask 0; with no mask every token is real."""
+    seed(thread_seed)
+    b, n, d, c = 6, 197, 64, 20
+    # a share of each sample's tokens from 2 directions (redundant), the rest unique: different r per sample
+    metric = torch.cat([torch.where(torch.rand(1, n, 1, generator=torch.Generator().manual_seed(i)) < share,
+                                    clustered(1, n, d, seed=40 + i, clusters=2), torch.randn(1, n, d))
+                        for i, share in enumerate([0.9, 0.6, 0.3, 0.7, 0.5, 0.2])])
+    lengths = torch.tensor([197, 150, 197, 61, p + 1, 120])
+    mask = torch.arange(n)[None] < lengths[:, None]
+    tokens = torch.randn(b, n, c)
+    for m_in in (mask, None):
+        ref = saint_drop_per_sample(tokens, metric, m_in, TAU, K, GAMMA, p, fixed_r)
+        out, kept, mask_out = cpu_harness.token_drop_per_sample(tokens, metric, m_in, TAU, K, GAMMA, p, fixed_r)
+        assert torch.equal(kept, ref.kept_index) and torch.equal(mask_out, ref.mask) and torch.equal(out, ref.tokens)
+        if fixed_r < 0 and m_in is not None:
+            assert len(set((lengths - ref.mask.sum(1)).tolist())) > 2  # samples dropped different counts
+    half = cpu_harness.token_drop_per_sample(tokens.half(), metric.half(), mask, TAU, K, GAMMA, p, fixed_r)
+    ref = saint_drop_per_sample(tokens.half(), metric.half(), mask, TAU, K, GAMMA, p, fixed_r)
+    assert torch.equal(half[2], ref.mask), "float16: tokens kept per sample differ from the reference"
+
+
 def test_bad_parameters_are_refused(cpu_harness):
     with pytest.raises(ValueError, match="threshold"):
         cpu_harness.token_drop(torch.zeros(1, 9, 4), torch.zeros(1, 9, 4), threshold=2.0)
@@ -194,6 +219,7 @@ def sanitizer_runtime():
 SANITIZED_CASES = textwrap.dedent("""
     import os, sys, torch
     from saint_export import saint_drop
+from saint_export.reference.rule import saint_drop_per_sample
     from saint_export.tensorrt.kernels import KernelHarness
     h = KernelHarness(sys.argv[1])
     g = torch.Generator().manual_seed(0)

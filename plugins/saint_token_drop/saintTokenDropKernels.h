@@ -8,6 +8,10 @@
  *   stable descending order per sample; drop the first r a-tokens
  *   out = [protected, kept a in score order, all b in order]; r == 0 -> identity
  * r is decided on the device: nothing here synchronises with the host.
+ *
+ * Per-sample vote (perSample = 1, saint_drop_per_sample): sample b holds len_b = sum(mask[b]) real
+ * tokens (a prefix of its row; no mask = all N), votes its own r_b over them alone, and the output is
+ * padded to M = max_b (len_b - r_b): kept_index -1, zero tokens and maskOut 0 in padding slots.
  */
 #pragma once
 
@@ -36,6 +40,14 @@ struct TokenDropParams
     float gamma;
     int32_t protectedTokens; // P >= 0
     int32_t fixedR;          // -1 = vote
+    int32_t perSample = 0;   // 1 = every sample votes alone (batch-invariant); needs maskOut
+};
+
+//! Key-padding masks of the per-sample vote, one byte per token (1 = real token).
+struct TokenDropMasks
+{
+    uint8_t const* mask = nullptr; // [B, N] input, real tokens first; nullptr = every token real
+    uint8_t* maskOut = nullptr;    // [B, N] capacity; the first B * M bytes are written, packed [B, M]
 };
 
 //! Largest N the kernels accept (the sort holds Na = ceil((N - P) / 2) scores in shared memory).
@@ -52,9 +64,10 @@ char const* tokenDropCheckParams(TokenDropParams const& p) noexcept;
 //!   tokensOut [B, N, C] capacity; the first M = N - r rows per sample are written
 //!   keptIndex [B, N] int64 capacity; the first M per sample are written
 //!   keptCount  one int64: M
+//!   masks      perSample only: the input mask (optional) and maskOut (required)
 //! Returns the first CUDA error (launch errors are checked after each kernel).
 cudaError_t tokenDropLaunch(TokenDropParams const& p, DType dtype, void const* tokens, void const* metric,
     void* tokensOut, int64_t* keptIndex, int64_t* keptCount, void* workspace, size_t workspaceBytes,
-    cudaStream_t stream) noexcept;
+    cudaStream_t stream, TokenDropMasks masks = {}) noexcept;
 
 } // namespace saint

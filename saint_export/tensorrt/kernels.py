@@ -81,6 +81,10 @@ class KernelHarness:
         self.lib.saint_token_drop.argtypes = [ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int32] * 4 + [
             ctypes.c_float, ctypes.c_int32, ctypes.c_float, ctypes.c_int32, ctypes.c_int32,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        self.lib.saint_token_drop_masked.restype = ctypes.c_int32
+        self.lib.saint_token_drop_masked.argtypes = [ctypes.c_int32] + [ctypes.c_void_p] * 3 + [ctypes.c_int32] * 4 + [
+            ctypes.c_float, ctypes.c_int32, ctypes.c_float, ctypes.c_int32, ctypes.c_int32] + [ctypes.c_void_p] * 5 + [
+            ctypes.c_size_t, ctypes.c_void_p]
         self.lib.saint_token_drop_host.restype = ctypes.c_char_p
         self.lib.saint_token_drop_host.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int32] * 4 + [
             ctypes.c_float, ctypes.c_int32, ctypes.c_float, ctypes.c_int32, ctypes.c_int32,
@@ -88,6 +92,39 @@ class KernelHarness:
         self.lib.saint_cuda_error_string.restype = ctypes.c_char_p
         self.lib.saint_cuda_error_string.argtypes = [ctypes.c_int32]
         self._workspace: torch.Tensor | None = None
+
+    def _workspace_for(self, b: int, n: int, d: int, device) -> int:
+        ws_bytes = self.lib.saint_token_drop_workspace_size(b, n, d)
+        if self._workspace is None or self._workspace.numel() < ws_bytes or self._workspace.device != device:
+            self._workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=device)
+        return ws_bytes
+
+    def token_drop_per_sample(self, tokens: torch.Tensor, metric: torch.Tensor, mask: torch.Tensor | None = None,
+                              threshold: float = 0.75, k: int = 5, gamma: float = 10.0, protected: int = 1, fixed_r: int = -1):
+        """The per-sample vote: tokens [B, N, C], metric [B, N, D], mask [B, N] bool or None ->
+        (tokens_out [B, M, C], kept_index [B, M], mask_out [B, M] bool), as ``saint_drop_per_sample``."""
+        b, n, c = tokens.shape
+        d = metric.shape[-1]
+        bad = self.lib.saint_token_drop_check(b, n, c, d, threshold, k, gamma, protected, fixed_r)
+        if bad:
+            raise ValueError(bad.decode())
+        tokens, metric = tokens.contiguous(), metric.contiguous()
+        mask_bytes = None if mask is None else mask.to(torch.uint8).contiguous()
+        ws_bytes = self._workspace_for(b, n, d, tokens.device)
+        out = torch.empty_like(tokens)
+        kept = torch.empty(b, n, dtype=torch.int64, device=tokens.device)
+        mask_out = torch.empty(b, n, dtype=torch.uint8, device=tokens.device)
+        count = torch.empty(1, dtype=torch.int64, device=tokens.device)
+        stream = torch.cuda.current_stream(tokens.device).cuda_stream if tokens.is_cuda else None
+        err = self.lib.saint_token_drop_masked(
+            DTYPES[tokens.dtype], tokens.data_ptr(), metric.data_ptr(), None if mask_bytes is None else mask_bytes.data_ptr(),
+            b, n, c, d, threshold, k, gamma, protected, fixed_r, out.data_ptr(), kept.data_ptr(), mask_out.data_ptr(),
+            count.data_ptr(), self._workspace.data_ptr(), ws_bytes, stream)
+        if err != 0:
+            raise RuntimeError(f"saint_token_drop_masked: {self.lib.saint_cuda_error_string(err).decode()}")
+        m = int(count.item())
+        return (out.view(-1)[: b * m * c].view(b, m, c), kept.view(-1)[: b * m].view(b, m),
+                mask_out.view(-1)[: b * m].view(b, m).bool())
 
     def token_drop(self, tokens: torch.Tensor, metric: torch.Tensor, threshold: float = 0.75, k: int = 5,
                    gamma: float = 10.0, protected: int = 1, fixed_r: int = -1,
@@ -100,9 +137,7 @@ class KernelHarness:
         if bad:
             raise ValueError(bad.decode())
         tokens, metric = tokens.contiguous(), metric.contiguous()
-        ws_bytes = self.lib.saint_token_drop_workspace_size(b, n, d)
-        if self._workspace is None or self._workspace.numel() < ws_bytes or self._workspace.device != tokens.device:
-            self._workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=tokens.device)
+        ws_bytes = self._workspace_for(b, n, d, tokens.device)
         if out is None:
             out = (torch.empty_like(tokens), torch.empty(b, n, dtype=torch.int64, device=tokens.device),
                    torch.empty(1, dtype=torch.int64, device=tokens.device))
