@@ -138,7 +138,6 @@ def exported(tmp_path_factory):
 
 def test_onnx_function_equals_torch_and_each_sample_alone(exported, pixels):
     built, result = exported
-    assert result.tensorrt is None and not (result.portable.parent / "m.trt.onnx").exists()
     proto = onnx.load(result.portable)
     assert {o.domain: o.version for o in proto.opset_import}["saint"] == 2
     drops = [n for n in proto.graph.node if n.domain == "saint"]
@@ -163,17 +162,22 @@ def test_validate_proves_batch_invariance(exported, pixels):
     assert "alone" in report.table()
 
 
-def test_tensorrt_lowering_refuses_per_sample_nodes():
-    built = build_model(TINY4, weights="random")
-    model = onnx_from_torch(built)
-    with pytest.raises(PreconditionError, match="LowerTensorRT: the TensorRT plugin implements the batch vote only"):
-        passes.LowerTensorRT()(model)
+def test_tensorrt_lowering_gives_per_sample_plugin_nodes(exported):
+    _, result = exported
+    proto = onnx.load(result.tensorrt)
+    assert {o.domain: o.version for o in proto.opset_import}["saint"] == 2 and not proto.functions
+    for node in (n for n in proto.graph.node if n.domain == "saint"):
+        attrs = {a.name: a for a in node.attribute}
+        assert attrs["per_sample"].i == 1 and attrs["plugin_version"].s == b"1" and attrs["plugin_namespace"].s == b"saint"
+        assert len(node.input) == 3 and [o.split("_block")[0] for o in node.output] == ["tokens", "kept_index", "mask", "kept_count"]
+    mixed = onnx_from_torch(build_model(TINY4, weights="random"))
+    next(n for n in passes.drop_nodes(mixed)).attributes.pop("per_sample")
+    with pytest.raises(PreconditionError, match="LowerTensorRT: the model mixes"):
+        passes.LowerTensorRT()(mixed)
 
 
-def test_cli_engine_refused_fast_and_triton_batches_per_sample_onnx(exported, tmp_path, monkeypatch):
+def test_triton_batches_per_sample_onnx_only(exported, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(main, ["vit_t16", "--vote", "sample", "--engine", "m.plan", "--out", "o", "--quiet"])
-    assert res.exit_code == 3 and "--engine" in res.output and not (tmp_path / "o").exists()
     _, result = exported
     res = CliRunner().invoke(main, ["triton", str(result.portable), "--repo", "repo"])
     assert res.exit_code == 0, res.output

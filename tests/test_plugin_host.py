@@ -107,6 +107,29 @@ def test_enqueue_build_and_runtime_phase_equal_reference(build, tmp_path, name):
     assert "equal to the reference" in res.stdout and "identical" in res.stdout
 
 
+@pytest.mark.parametrize("fixed_r", [-1, 6])
+def test_per_sample_enqueue_build_and_runtime_phase_equal_reference(build, tmp_path, fixed_r):
+    """per_sample = 1: 3 inputs, 4 outputs (bool mask_out, size tensor), outputs == saint_drop_per_sample
+    in both phases; the mask's padding rows never reach the result."""
+    from saint_export.reference.rule import saint_drop_per_sample
+
+    metric = torch.cat([clustered(1, 197, 64, seed=s) for s in (3, 4, 5, 6)])
+    metric[2, 100:] = torch.randn(97, 64)  # sample 2 is half redundant, half not
+    tokens = torch.randn(4, 197, 24)
+    mask = torch.arange(197)[None] < torch.tensor([197, 150, 197, 33])[:, None]
+    ref = saint_drop_per_sample(tokens, metric, mask, 0.75, 5, 10.0, 1, fixed_r)
+    assert len(set(ref.mask.sum(1).tolist())) > 2
+    write_case(tmp_path, tokens, metric, ref, fixed_r=fixed_r)
+    mask.numpy().astype("u1").tofile(tmp_path / "mask.u8")
+    ref.mask.numpy().astype("u1").tofile(tmp_path / "expected_mask.u8")
+    res = subprocess.run([str(build / "saint_plugin_host_test"), "--per-sample-case", str(tmp_path)], capture_output=True, text=True)
+    if res.returncode == SKIPPED:
+        assert "build phase: ok" in res.stdout and "round trip: ok" in res.stdout, res.stdout
+        pytest.skip("enqueue compiled out: no CPU kernel runtime (plugins/cuda_cpu) in this build; " + res.stdout.strip())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "equal to the reference" in res.stdout and "identical" in res.stdout
+
+
 def test_nan_scores_have_one_order_in_reference():
     """NaN scores sort first (as torch.sort descending does), ties by index: a permutation."""
     metric = clustered(1, 41, 16, seed=3)

@@ -79,10 +79,15 @@ bool storeField(int32_t which, double v, TokenDropAttrs& attrs, std::string& err
             return rangeError(error, kFIELD_PROTECTED, "in [0, 8192]");
         attrs.protectedTokens = static_cast<int32_t>(v);
         return true;
-    default:
+    case 4:
         if (v < -1 || v > kMaxTokens)
             return rangeError(error, kFIELD_FIXED_R, "-1 (vote) or in [0, 8192]");
         attrs.fixedR = static_cast<int32_t>(v);
+        return true;
+    default:
+        if (v != 0 && v != 1)
+            return rangeError(error, kFIELD_PER_SAMPLE, "0 (batch vote) or 1 (per-sample vote)");
+        attrs.perSample = static_cast<int32_t>(v);
         return true;
     }
 }
@@ -109,7 +114,7 @@ bool parseOneField(PluginField const& f, bool (&seen)[kNB_FIELDS], TokenDropAttr
     }
     seen[which] = true;
     double v = 0;
-    bool const wantInt = which == 1 || which == 3 || which == 4;
+    bool const wantInt = which == 1 || which >= 3;
     return readScalar(f, v, wantInt, error) && storeField(which, v, attrs, error);
 }
 
@@ -128,7 +133,7 @@ bool parseFields(PluginFieldCollection const* fc, TokenDropAttrs& attrs, std::st
         for (int32_t i = 0; i < fc->nbFields; ++i)
             if (!parseOneField(fc->fields[i], seen, attrs, error))
                 return false;
-        for (int32_t j = 0; j < kNB_FIELDS; ++j)
+        for (int32_t j = 0; j < kNB_REQUIRED_FIELDS; ++j)
         {
             if (!seen[j])
             {
@@ -159,6 +164,7 @@ std::vector<PluginField> tokenDropFields(TokenDropAttrs* attrs)
         PluginField(kFIELD_GAMMA, withData ? &attrs->gamma : nullptr, PluginFieldType::kFLOAT32, 1),
         PluginField(kFIELD_PROTECTED, withData ? &attrs->protectedTokens : nullptr, PluginFieldType::kINT32, 1),
         PluginField(kFIELD_FIXED_R, withData ? &attrs->fixedR : nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kFIELD_PER_SAMPLE, withData ? &attrs->perSample : nullptr, PluginFieldType::kINT32, 1),
     };
 }
 

@@ -105,10 +105,13 @@ int32_t SaintTokenDropPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
     return guarded("configurePlugin", int32_t{-1}, [&]() -> int32_t {
-        if (in == nullptr || out == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs())
-            return fail("configurePlugin: expects 2 inputs (tokens, metric) and " + std::to_string(getNbOutputs()) + " outputs");
+        if (in == nullptr || out == nullptr || nbInputs != tokenDropNbInputs(mAttrs) || nbOutputs != getNbOutputs())
+            return fail("configurePlugin: expects " + std::to_string(tokenDropNbInputs(mAttrs)) + " inputs (tokens, metric"
+                + (mAttrs.perSample ? ", mask) and " : ") and ") + std::to_string(getNbOutputs()) + " outputs");
         if (in[0].desc.dims.nbDims != 3 || in[1].desc.dims.nbDims != 3)
             return fail("tokens and metric must be rank 3: [B, N, C] and [B, N, D]");
+        if (mAttrs.perSample && in[2].desc.dims.nbDims != 2)
+            return fail("mask must be rank 2: [B, N]");
         for (int32_t d = 0; d < 2; ++d)
         {
             int64_t const a = in[0].desc.dims.d[d];
@@ -128,11 +131,12 @@ int32_t SaintTokenDropPlugin::getOutputDataTypes(
     DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
 {
     return guarded("getOutputDataTypes", int32_t{-1}, [&]() -> int32_t {
-        if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != getNbOutputs() || nbInputs != 2)
-            return fail("getOutputDataTypes: expects 2 inputs and " + std::to_string(getNbOutputs()) + " outputs");
+        if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != getNbOutputs() || nbInputs != tokenDropNbInputs(mAttrs))
+            return fail("getOutputDataTypes: expects " + std::to_string(tokenDropNbInputs(mAttrs)) + " inputs and "
+                + std::to_string(getNbOutputs()) + " outputs");
         outputTypes[0] = inputTypes[0];
         for (int32_t i = 1; i < nbOutputs; ++i)
-            outputTypes[i] = DataType::kINT64;
+            outputTypes[i] = mAttrs.perSample && i == 2 ? DataType::kBOOL : DataType::kINT64;
         return 0;
     });
 }
@@ -165,10 +169,24 @@ int32_t SaintTokenDropPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
     return guarded("getOutputShapes", int32_t{-1}, [&]() -> int32_t {
         (void) shapeInputs;
         (void) nbShapeInputs;
-        if (inputs == nullptr || outputs == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs() || inputs[0].nbDims != 3)
-            return fail("getOutputShapes: expects tokens [B, N, C], metric [B, N, D] and " + std::to_string(getNbOutputs()) + " outputs");
+        if (inputs == nullptr || outputs == nullptr || nbInputs != tokenDropNbInputs(mAttrs) || nbOutputs != getNbOutputs()
+            || inputs[0].nbDims != 3)
+            return fail("getOutputShapes: expects tokens [B, N, C], metric [B, N, D]" + std::string(mAttrs.perSample ? ", mask [B, N]" : "")
+                + " and " + std::to_string(getNbOutputs()) + " outputs");
         IDimensionExpr const* m = nullptr;
-        if (mAttrs.fixedR >= 0)
+        if (mAttrs.perSample)
+        {
+            // M = the longest sample after its own vote: a size tensor with upper bound N, fixed_r or not
+            IDimensionExpr const* n = inputs[0].d[1];
+            m = exprBuilder.declareSizeTensor(3, *n, *n);
+            if (m == nullptr)
+                return fail("declareSizeTensor failed");
+            outputs[2].nbDims = 2;
+            outputs[2].d[0] = inputs[0].d[0];
+            outputs[2].d[1] = m;
+            outputs[3].nbDims = 0;
+        }
+        else if (mAttrs.fixedR >= 0)
         {
             if (staticOutputShapes(inputs[0], exprBuilder, m) != 0)
                 return -1;
@@ -197,18 +215,19 @@ bool SaintTokenDropPlugin::supportsFormatCombination(
     int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
     return guarded("supportsFormatCombination", false, [&]() -> bool {
-        if (inOut == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs() || pos < 0 || pos >= nbInputs + nbOutputs)
+        if (inOut == nullptr || nbInputs != tokenDropNbInputs(mAttrs) || nbOutputs != getNbOutputs() || pos < 0
+            || pos >= nbInputs + nbOutputs)
             return false;
         PluginTensorDesc const& desc = inOut[pos].desc;
         if (desc.format != TensorFormat::kLINEAR)
             return false;
-        switch (pos)
-        {
-        case 0: return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF || desc.type == DataType::kBF16;
-        case 1:
-        case 2: return desc.type == inOut[0].desc.type;
-        default: return desc.type == DataType::kINT64;
-        }
+        if (pos == 0)
+            return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF || desc.type == DataType::kBF16;
+        if (pos == 1 || pos == nbInputs) // metric, tokens_out
+            return desc.type == inOut[0].desc.type;
+        if (mAttrs.perSample && (pos == 2 || pos == nbInputs + 2)) // mask, mask_out
+            return desc.type == DataType::kBOOL;
+        return desc.type == DataType::kINT64; // kept_index, kept_count
     });
 }
 
@@ -218,7 +237,7 @@ size_t SaintTokenDropPlugin::getWorkspaceSize(
     return guarded("getWorkspaceSize", size_t{0}, [&]() -> size_t {
         (void) outputs;
         (void) nbOutputs;
-        if (inputs == nullptr || nbInputs != 2)
+        if (inputs == nullptr || nbInputs != tokenDropNbInputs(mAttrs))
             return 0;
         size_t const kernels = tokenDropWorkspaceSize(static_cast<int32_t>(inputs[0].max.d[0]),
             static_cast<int32_t>(inputs[0].max.d[1]), static_cast<int32_t>(inputs[1].max.d[2]));
@@ -231,8 +250,9 @@ int32_t SaintTokenDropPlugin::onShapeChange(
 {
     return guarded("onShapeChange", int32_t{-1}, [&]() -> int32_t {
         (void) out;
-        if (in == nullptr || nbInputs != 2 || nbOutputs != getNbOutputs() || in[0].dims.nbDims != 3 || in[1].dims.nbDims != 3)
-            return fail("onShapeChange: bad input ranks or output count");
+        if (in == nullptr || nbInputs != tokenDropNbInputs(mAttrs) || nbOutputs != getNbOutputs() || in[0].dims.nbDims != 3
+            || in[1].dims.nbDims != 3 || (mAttrs.perSample && in[2].dims.nbDims != 2))
+            return fail("onShapeChange: bad input ranks or input/output count");
         if (in[0].dims.d[0] != in[1].dims.d[0] || in[0].dims.d[1] != in[1].dims.d[1])
             return fail("onShapeChange: tokens and metric disagree on B or N");
         if (above(in[1].dims.d[2], kMaxMetricDim))
@@ -260,6 +280,7 @@ int32_t SaintTokenDropPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginT
         p.gamma = mAttrs.gamma;
         p.protectedTokens = mAttrs.protectedTokens;
         p.fixedR = mAttrs.fixedR;
+        p.perSample = mAttrs.perSample;
         if (char const* bad = tokenDropCheckParams(p))
             return fail(std::string("enqueue: ") + bad);
         DType dtype = DType::kFLOAT;
@@ -272,11 +293,15 @@ int32_t SaintTokenDropPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginT
         }
         size_t const kernelBytes = tokenDropWorkspaceSize(p.batch, p.tokens, p.dim);
         // without the kept_count output, M goes to a slot after the kernels' workspace
-        int64_t* keptCount = getNbOutputs() == 3
-            ? static_cast<int64_t*>(outputs[2])
+        int32_t const nbOut = getNbOutputs();
+        int64_t* keptCount = nbOut >= 3
+            ? static_cast<int64_t*>(outputs[nbOut - 1])
             : reinterpret_cast<int64_t*>(static_cast<char*>(workspace) + kernelBytes);
+        TokenDropMasks masks{};
+        if (mAttrs.perSample)
+            masks = {static_cast<uint8_t const*>(inputs[2]), static_cast<uint8_t*>(outputs[2])};
         cudaError_t const err = tokenDropLaunch(p, dtype, inputs[0], inputs[1], outputs[0], static_cast<int64_t*>(outputs[1]),
-            keptCount, workspace, kernelBytes, stream);
+            keptCount, workspace, kernelBytes, stream, masks);
         if (err != cudaSuccess)
             return fail(std::string("enqueue: CUDA error: ") + cudaGetErrorString(err));
         return 0;

@@ -2,13 +2,17 @@
  * SaintTokenDrop TensorRT plugin (IPluginV3: OneCore, OneBuild, OneRuntime) and its creator.
  *
  * Inputs : 0 tokens [B, N, C], 1 metric [B, N, D]           (float, half or bf16; same type)
+ *          2 mask [B, N] bool                                 (per_sample = 1 only)
  * Outputs: 0 tokens_out [B, M, C] (input type)
  *          1 kept_index [B, M] int64
  *          2 kept_count  int64 scalar: the size tensor M = N - r (upper bound N); vote mode only
  * With fixed_r >= 0, M = N - min(fixed_r, Na) (Na = ceil((N - P) / 2), 0 when N - P < 2) is an
  * expression of the input dims: the plugin then has two outputs and no data-dependent shape.
+ * per_sample = 1 (SaintTokenDrop version 2): every sample votes alone, rows padded to the longest:
+ *          2 mask_out [B, M] bool, 3 kept_count (the size tensor, fixed_r or not: M depends on the mask)
  * Fields : threshold (float32), k (int32), gamma (float32), protected (int32), fixed_r (int32),
- *          the attribute names of the ONNX node saint.SaintTokenDrop (see spec.yaml).
+ *          per_sample (int32, optional, default 0), the attribute names of the ONNX node
+ *          saint.SaintTokenDrop (see spec.yaml). Engines serialized before per_sample existed load as 0.
  */
 #pragma once
 
@@ -32,8 +36,11 @@ constexpr char const* kFIELD_K = "k";
 constexpr char const* kFIELD_GAMMA = "gamma";
 constexpr char const* kFIELD_PROTECTED = "protected";
 constexpr char const* kFIELD_FIXED_R = "fixed_r";
-constexpr int32_t kNB_FIELDS = 5;
-constexpr char const* kFIELD_NAMES[kNB_FIELDS] = {kFIELD_THRESHOLD, kFIELD_K, kFIELD_GAMMA, kFIELD_PROTECTED, kFIELD_FIXED_R};
+constexpr char const* kFIELD_PER_SAMPLE = "per_sample";
+constexpr int32_t kNB_FIELDS = 6;
+constexpr int32_t kNB_REQUIRED_FIELDS = 5; //!< the first five; per_sample may be absent (0)
+constexpr char const* kFIELD_NAMES[kNB_FIELDS]
+    = {kFIELD_THRESHOLD, kFIELD_K, kFIELD_GAMMA, kFIELD_PROTECTED, kFIELD_FIXED_R, kFIELD_PER_SAMPLE};
 //! Largest metric dim D the kernels accept.
 constexpr int64_t kMaxMetricDim = 256;
 
@@ -45,10 +52,18 @@ struct TokenDropAttrs
     float gamma{10.f};
     int32_t protectedTokens{1};
     int32_t fixedR{-1};
+    int32_t perSample{0};
 };
 
-//! Outputs of a plugin with these attributes: 3 in vote mode (with the size tensor), 2 with fixed_r.
-inline int32_t tokenDropNbOutputs(TokenDropAttrs const& attrs) noexcept { return attrs.fixedR >= 0 ? 2 : 3; }
+//! Outputs of a plugin with these attributes: 3 in vote mode (with the size tensor), 2 with fixed_r,
+//! 4 per sample (mask_out and the size tensor).
+inline int32_t tokenDropNbOutputs(TokenDropAttrs const& attrs) noexcept
+{
+    return attrs.perSample ? 4 : attrs.fixedR >= 0 ? 2 : 3;
+}
+
+//! Inputs: tokens and metric, and the mask per sample.
+inline int32_t tokenDropNbInputs(TokenDropAttrs const& attrs) noexcept { return attrs.perSample ? 3 : 2; }
 
 //! The plugin's PluginField list over ``attrs`` (used to serialize and to describe the creator's fields).
 std::vector<nvinfer1::PluginField> tokenDropFields(TokenDropAttrs* attrs);

@@ -2,6 +2,7 @@
  * TensorRT's walk through the SaintTokenDrop plugin, played on the CPU (see hostWalk.h).
  */
 #include "hostWalk.h"
+#include "hostParts.h"
 
 #include "../saint_token_drop/saintTokenDropPlugin.h"
 
@@ -13,53 +14,10 @@
 
 using namespace nvinfer1;
 
-extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
-extern "C" void setLoggerFinder(ILoggerFinder* finder);
-
 namespace saint_host
 {
 namespace
 {
-
-struct Caps
-{
-    std::unique_ptr<IPluginV3> owner;
-    IPluginV3OneCore* core{nullptr};
-    IPluginV3OneBuild* build{nullptr};
-    IPluginV3OneRuntime* runtime{nullptr};
-};
-
-Caps caps(IPluginV3* p)
-{
-    Caps c;
-    c.owner.reset(p);
-    if (p == nullptr)
-        return c;
-    c.core = static_cast<IPluginV3OneCore*>(p->getCapabilityInterface(PluginCapabilityType::kCORE));
-    c.build = static_cast<IPluginV3OneBuild*>(p->getCapabilityInterface(PluginCapabilityType::kBUILD));
-    c.runtime = static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-    return c;
-}
-
-//! A TensorRT process: logger, registry, the library's creators registered as loadLibrary does.
-struct Process
-{
-    HostLogger logger;
-    HostRegistry registry{&logger};
-    HostLoggerFinder finder{&logger};
-    IPluginCreatorV3One* creator{nullptr};
-    Process()
-    {
-        setLoggerFinder(&finder);
-        int32_t n = 0;
-        IPluginCreatorInterface* const* creators = getCreators(n);
-        for (int32_t i = 0; i < n; ++i)
-            registry.registerCreator(*creators[i], nullptr);
-        creator = static_cast<IPluginCreatorV3One*>(
-            registry.getCreator(saint::kPLUGIN_NAME, saint::kPLUGIN_VERSION, saint::kPLUGIN_NAMESPACE));
-    }
-    ~Process() { setLoggerFinder(nullptr); }
-};
 
 struct Attrs
 {
@@ -125,21 +83,6 @@ struct Net
     DimExpr const& dim(int32_t o, int32_t i) const { return static_cast<DimExpr const&>(*out[o].d[i]); }
 };
 
-DynamicPluginTensorDesc dyn(DataType type, std::vector<int64_t> lo, std::vector<int64_t> hi)
-{
-    DynamicPluginTensorDesc d{};
-    d.desc.type = type;
-    d.desc.format = TensorFormat::kLINEAR;
-    d.desc.dims.nbDims = d.min.nbDims = d.opt.nbDims = d.max.nbDims = static_cast<int32_t>(hi.size());
-    for (size_t i = 0; i < hi.size(); ++i)
-    {
-        d.desc.dims.d[i] = lo[i] == hi[i] ? lo[i] : -1;
-        d.min.d[i] = lo[i];
-        d.opt.d[i] = d.max.d[i] = hi[i];
-    }
-    return d;
-}
-
 //! supportsFormatCombination as the builder probes it: every position, the chosen type first.
 bool formatsAccepted(IPluginV3OneBuild& build, std::vector<DynamicPluginTensorDesc>& io, int32_t nbOut)
 {
@@ -156,18 +99,6 @@ std::vector<DynamicPluginTensorDesc> profile(DataType t, int64_t bMax, int64_t n
     if (nbOut == 3)
         io.push_back(dyn(DataType::kINT64, {}, {}));
     return io;
-}
-
-PluginTensorDesc concrete(DataType t, std::vector<int64_t> dims)
-{
-    PluginTensorDesc d{};
-    d.type = t;
-    d.format = TensorFormat::kLINEAR;
-    d.dims.nbDims = static_cast<int32_t>(dims.size());
-    for (size_t i = 0; i < dims.size(); ++i)
-        d.dims.d[i] = dims[i];
-    d.scale = 1.f;
-    return d;
 }
 
 void checkVoteShapes(IPluginCreatorV3One& creator, CheckFn check)
@@ -291,15 +222,6 @@ struct Case
     std::vector<float> tokens, metric, expectedTokens;
     std::vector<int64_t> expectedKept;
 };
-
-template <typename T>
-bool readRaw(std::string const& path, std::vector<T>& out, size_t count)
-{
-    std::ifstream f(path, std::ios::binary);
-    out.resize(count);
-    return f && f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(count * sizeof(T)))
-        && f.peek() == std::char_traits<char>::eof();
-}
 
 bool readCase(std::string const& dir, Case& cs, int64_t& m)
 {

@@ -23,6 +23,10 @@ void walkChecks(CheckFn check);
 //! 77 = built without the CPU kernel runtime (enqueue skipped after the non-kernel steps passed).
 int runCase(char const* dir);
 
+//! The same for a per-sample case (per_sample = 1: the mask in, mask_out and the size tensor out);
+//! also checks its build-phase shapes, types and formats. Same return codes.
+int runPerSampleCase(char const* dir);
+
 //! A PluginFieldCollection serialized to bytes and read back into storage it owns (what an
 //! engine plan does between the build and the runtime phase).
 class SerializedFields

@@ -5,6 +5,7 @@
  * getWorkspaceSize), the runtime's walk (clone, attachToContext, onShapeChange, enqueue), the
  * serialization round trip and the limits. Prints "N passed, N failed", exits non-zero on failure.
  *   saint_plugin_host_test                 all checks that need no kernels
+ *   saint_plugin_host_test --per-sample-case DIR   the same for a per_sample = 1 case
  *   saint_plugin_host_test --case DIR      also enqueue the case Python wrote into DIR (needs the
  *                                          CPU kernel runtime, SAINT_HOST_ENQUEUE; exit 77 without)
  */
@@ -88,13 +89,15 @@ int main(int argc, char** argv)
 {
     if (argc == 3 && std::string(argv[1]) == "--case")
         return saint_host::runCase(argv[2]);
+    if (argc == 3 && std::string(argv[1]) == "--per-sample-case")
+        return saint_host::runPerSampleCase(argv[2]);
     CaptureLogger logger;
     saint::setLogger(&logger);
     saint::SaintTokenDropCreator creator;
     check(std::string(creator.getPluginName()) == "SaintTokenDrop", "plugin name");
     check(std::string(creator.getPluginVersion()) == "1", "plugin version");
     check(std::string(creator.getPluginNamespace()) == "saint", "plugin namespace");
-    check(creator.getFieldNames()->nbFields == 5, "five fields");
+    check(creator.getFieldNames()->nbFields == 6, "six fields (per_sample optional)");
 
     Fields good;
     std::unique_ptr<IPluginV3> plugin(create(creator, good.list()));
@@ -108,7 +111,7 @@ int main(int argc, char** argv)
 
     // serialization round trip: the serialized fields recreate an identical plugin
     PluginFieldCollection const* ser = runtime->getFieldsToSerialize();
-    check(ser && ser->nbFields == 5, "five serialized fields");
+    check(ser && ser->nbFields == 6, "six serialized fields");
     std::unique_ptr<IPluginV3> again(creator.createPlugin("again", ser, TensorRTPhase::kRUNTIME));
     check(again != nullptr, "serialized fields recreate the plugin");
     saint::TokenDropAttrs attrs;

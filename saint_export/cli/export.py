@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
 
 from .options import (Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
                       images_option, json_option, model_options, out_option, parse_batches, quiet_option, reports_errors,
@@ -28,14 +27,13 @@ export_options = stack_options(
 
 
 def _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress, built=None):
-    from ..export.pipeline import NO_PLUGIN_PER_SAMPLE, artifact_paths, onnx_models_from_torch
+    from ..export.pipeline import artifact_paths, onnx_models_from_torch
 
     portable, tensorrt = artifact_paths(opts["model_name"], out, onnx_path, trt_onnx, force)
     built = built or build_from_options(opts)
     result = onnx_models_from_torch(built, portable, tensorrt, opset=opset, fp16=fp16, force=force, progress=progress)
     click.echo(f"portable ONNX (onnxruntime, any runtime): {result.portable}")
-    click.echo(f"TensorRT-lowered ONNX (needs libsaint_plugins.so): {result.tensorrt}" if result.tensorrt
-               else f"TensorRT-lowered ONNX: not written ({NO_PLUGIN_PER_SAMPLE})")
+    click.echo(f"TensorRT-lowered ONNX (needs libsaint_plugins.so): {result.tensorrt}")
     click.echo(f"{result.drop_nodes} SaintTokenDrop node(s); schedule: {built.schedule.describe()}")
     return built, result
 
@@ -86,10 +84,6 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
         options = EngineOptions(batch=(lo, mid or lo, hi or mid or lo), precision=precision, version_compatible=version_compatible,
                                 timing_cache=Path(timing_cache) if timing_cache else None).validate()
     built = build_from_options(opts)
-    if engine and built.schedule.per_sample:
-        from ..export.pipeline import NO_PLUGIN_PER_SAMPLE
-
-        raise ConfigError(f"--engine: {NO_PLUGIN_PER_SAMPLE}; use vote: batch or a fixed_r schedule for an engine")
     report_path = check_writable(output_folder(opts["model_name"], out) / "validation.json", force)
     built, result = _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress, built)
     passed = _validate(result.portable, built, image_dir, batch, tol, device, report_path, force, progress)

@@ -93,6 +93,11 @@ def fixed_r(node: ir.Node) -> int:
     return int(node.attributes["fixed_r"].value)
 
 
+def lowered_outputs(node: ir.Node) -> int:
+    """Outputs of the plugin node: 4 per sample (mask_out, then the size tensor), 3 for a vote, 2 for fixed_r."""
+    return 4 if per_sample(node) else 2 if fixed_r(node) >= 0 else 3
+
+
 def static_token_count(node: ir.Node) -> int | None:
     """Output token count of a ``fixed_r >= 0`` node whose input token count is static:
     N - min(fixed_r, Na), Na = ceil((N - P) / 2), and N when fewer than 2 tokens are free
@@ -137,14 +142,12 @@ class LowerTensorRT(InPlacePass):
     exactly two outputs (its plugin has no size tensor: M = N - min(fixed_r, Na) is a shape
     expression) and, where N is static, static token dims on its outputs and downstream; no
     SaintTokenDrop function is attached (TensorRT's parser would inline it instead of using the
-    plugin). Nothing else changes."""
+    plugin); a per-sample node (version 2) has 3 inputs and 4 outputs: tokens, kept_index, mask,
+    and the size tensor (M depends on the mask, fixed_r or not). Nothing else changes."""
 
     def requires(self, model: ir.Model) -> None:
+        _per_sample_model("LowerTensorRT", model)
         _check_drop_nodes_any_arity("LowerTensorRT", model)
-        if _per_sample_model("LowerTensorRT", model):
-            raise PreconditionError("LowerTensorRT: the TensorRT plugin implements the batch vote only (SaintTokenDrop "
-                                    "version 1); per-sample nodes run through the portable ONNX, and their CUDA kernels "
-                                    "are tested on the CPU runtime, but no plugin creator takes them yet")
 
     def call(self, model: ir.Model) -> PassResult:
         modified = False
@@ -152,7 +155,7 @@ class LowerTensorRT(InPlacePass):
             del model.functions[_function_key()]
             modified = True
         for node in drop_nodes(model):
-            want = 2 if fixed_r(node) >= 0 else 3
+            want = lowered_outputs(node)
             if len(node.outputs) != want:
                 node = with_outputs(model.graph, node, want)
                 modified = True
@@ -168,24 +171,24 @@ class LowerTensorRT(InPlacePass):
         if _function_key() in model.functions:
             raise PostconditionError("LowerTensorRT: a SaintTokenDrop function body is still attached")
         bad = [n.name for n in drop_nodes(model) if any(a not in n.attributes for a in PLUGIN_ATTRS)
-               or len(n.outputs) != (2 if fixed_r(n) >= 0 else 3)]
+               or len(n.outputs) != lowered_outputs(n)]
         if bad:
             raise PostconditionError(f"LowerTensorRT: node(s) {bad[:3]} lack plugin attributes or the size output "
                                      "(vote nodes) or have one (fixed_r nodes)")
 
 
 def with_outputs(graph: ir.Graph, node: ir.Node, count: int) -> ir.Node:
-    """Replace a SaintTokenDrop node by the same node with ``count`` (2 or 3) outputs; a third
-    output is the int64 scalar ``kept_count_<block>``; a dropped third output must be unused."""
+    """Replace a SaintTokenDrop node by the same node with its first ``count`` outputs; an output
+    added at the end is the int64 scalar size tensor ``kept_count_<block>``; dropped outputs must be unused."""
     new = ir.Node(node.domain, node.op_type, list(node.inputs), attributes=list(node.attributes.values()),
                   num_outputs=count, name=node.name)
     for old_out, new_out in zip(node.outputs, new.outputs):
         new_out.type, new_out.shape = old_out.type, old_out.shape
-    if count == 3 and len(node.outputs) == 2:
+    if count == len(node.outputs) + 1:
         tag = node.name.removeprefix("saint_drop_") if node.name else f"node{id(node)}"
-        new.outputs[2].name = f"kept_count_{tag}"
-        new.outputs[2].type = ir.TensorType(ir.DataType.INT64)
-        new.outputs[2].shape = ir.Shape([])
+        new.outputs[-1].name = f"kept_count_{tag}"
+        new.outputs[-1].type = ir.TensorType(ir.DataType.INT64)
+        new.outputs[-1].shape = ir.Shape([])
     graph.insert_after(node, new)
     for i, old_out in enumerate(node.outputs):
         if i >= count:

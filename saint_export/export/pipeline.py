@@ -24,10 +24,6 @@ from .trace import onnx_from_torch
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf cannot hold 2 GB; keep a margin
 
 
-NO_PLUGIN_PER_SAMPLE = ("the TensorRT plugin takes the batch vote only; a per-sample (vote: sample) model "
-                        "runs as portable ONNX")
-
-
 @dataclass
 class ExportResult:
     portable: Path
@@ -107,13 +103,9 @@ def onnx_models_from_torch(
     force: bool = False,
     progress: Callable[[str], None] = lambda s: None,
 ) -> ExportResult:
-    """Trace once; write the portable model and (unless ``tensorrt_path`` is None, or the schedule
-    votes per sample, which the TensorRT plugin does not take) the TensorRT-lowered one. Files
-    appear only when every one of them is complete."""
+    """Trace once; write the portable model and (unless ``tensorrt_path`` is None) the
+    TensorRT-lowered one. Files appear only when every one of them is complete."""
     portable_path = Path(portable_path)
-    if tensorrt_path and pruned and built.schedule.per_sample:
-        progress(f"not writing {tensorrt_path}: {NO_PLUGIN_PER_SAMPLE}")
-        tensorrt_path = None
     tensorrt_path = Path(tensorrt_path) if tensorrt_path else None
     finals = [portable_path] + ([tensorrt_path] if tensorrt_path else [])
     if tensorrt_path is not None and tensorrt_path.resolve() == portable_path.resolve():
