@@ -249,7 +249,8 @@ SANITIZED_CASES = textwrap.dedent("""
     out, kept, m = h.token_drop(ones, ones, 0.75, 5, 10.0, 1, -1)
     assert m == 40 - 20, m
     mask = torch.arange(101)[None] < torch.tensor([101, 40, 2])[:, None]
-    metric = torch.randn(6, 16, generator=g)[torch.randint(0, 6, (3, 101), generator=g)]
+    metric = (torch.randn(6, 16, generator=g)[torch.randint(0, 6, (3, 101), generator=g)]
+              + 0.1 * torch.randn(3, 101, 16, generator=g))
     tokens = torch.randn(3, 101, 5, generator=g)
     ref = saint_drop_per_sample(tokens, metric, mask, 0.75, 5, 10.0, 1, -1)
     got = h.token_drop_per_sample(tokens, metric, mask, 0.75, 5, 10.0, 1, -1)

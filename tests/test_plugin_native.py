@@ -26,10 +26,12 @@ def trt_include() -> Path | None:
 def test_spec_matches_the_onnx_op():
     spec = yaml.safe_load((PLUGINS / "saint_token_drop/spec.yaml").read_text())
     assert (spec["name"], spec["domain"], spec["version"]) == (opdef.OP_TYPE, opdef.DOMAIN, opdef.VERSION)
+    assert spec["per_sample_version"] == opdef.SAMPLE_VERSION
     assert (spec["plugin"]["version"], spec["plugin"]["namespace"]) == (opdef.PLUGIN_VERSION, opdef.PLUGIN_NAMESPACE)
-    assert [(a["name"], a["type"], a["default"]) for a in spec["attributes"]] == [(a.name, a.kind, a.default) for a in opdef.ATTRIBUTES]
-    assert [i["name"] for i in spec["inputs"]] == [n for n, _, _ in opdef.INPUTS]
-    assert [o["name"] for o in spec["outputs"]][:2] == [n for n, _, _ in opdef.OUTPUTS]
+    assert [(a["name"], a["type"], a["default"]) for a in spec["attributes"]] == [
+        (a.name, a.kind, a.default) for a in (*opdef.ATTRIBUTES, opdef.PER_SAMPLE)]
+    assert [i["name"] for i in spec["inputs"]] == [n for n, _, _ in (*opdef.INPUTS, opdef.MASK_INPUT)]
+    assert [o["name"] for o in spec["outputs"]] == [n for n, _, _ in (*opdef.OUTPUTS, opdef.MASK_OUTPUT, opdef.SIZE_OUTPUT)]
 
 
 def cmake(build: Path, *extra: str) -> subprocess.CompletedProcess:
