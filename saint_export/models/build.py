@@ -183,9 +183,9 @@ def rescheduled(built: BuiltModel, overrides: Mapping[str, Any]) -> Iterator[Bui
     its own schedule is restored after it."""
     schedule = build_schedule(merge_overrides(built.schedule.as_overrides(), overrides), built.depth)
     patch.remove_patch(built.module)
-    patch.timm(built.module, schedule, protected=built.protected)
+    patch.apply(built.module, schedule, protected=built.protected)
     try:
         yield BuiltModel(built.config, built.module, schedule, built.protected, built.weights)
     finally:
         patch.remove_patch(built.module)
-        patch.timm(built.module, built.schedule, protected=built.protected)
+        patch.apply(built.module, built.schedule, protected=built.protected)

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..models.build import BuiltModel, rescheduled
 from ..models.record import ModelRecord, config_json
 from ..reference.patch import pruning
+from ..reference.ops import recording
 from ..verify.analysis import dense_tokens, trace_tokens, vit_flops
 from ..verify.compare import agreement
 
@@ -69,13 +70,22 @@ def _batches(pixels: torch.Tensor, batch: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def _run(built: BuiltModel, batches: list[torch.Tensor]) -> tuple[list[list], torch.Tensor]:
-    traces, outputs = [], []
+def _run(built: BuiltModel, batches: list[torch.Tensor]) -> tuple[list[list], torch.Tensor, list[list[int]]]:
+    """Per batch: the block trace and the output; and each sample's r per pruning layer (a sample's
+    own vote under vote: sample; the batch's r, once per sample, under the batch vote)."""
+    traces, outputs, sample_r = [], [], []
     for pixels in batches:
-        blocks, out = trace_tokens(built.module, pixels)
+        with recording() as drops:
+            blocks, out = trace_tokens(built.module, pixels)
         traces.append(blocks)
         outputs.append(out)
-    return traces, torch.cat(outputs)
+        real = torch.full((pixels.shape[0],), blocks[0].tokens_in)
+        for _, kept in drops:
+            after = (kept >= 0).sum(1)
+            sample_r.append((real - after).tolist())
+            real = after
+    layers = max(1, len(built.schedule.layers))
+    return traces, torch.cat(outputs), [sum(sample_r[i::layers], []) for i in range(layers)]
 
 
 def _variant(built: BuiltModel, traces: list[list], out: torch.Tensor, dense_out: torch.Tensor) -> Variant:
@@ -100,16 +110,20 @@ def calibrate(built: BuiltModel, pixels: torch.Tensor, batch: int, percentile: f
     batches = _batches(pixels, batch)
     progress(f"dense and dynamic SAINT over {len(batches)} batch(es) of {batch}")
     with pruning(built.module, False):
-        dense_traces, dense_out = _run(built, batches)
-    dyn_traces, dyn_out = _run(built, batches)
+        dense_traces, dense_out, _ = _run(built, batches)
+    dyn_traces, dyn_out, sample_r = _run(built, batches)
     layers = built.schedule.layers
-    observed = {layer: [blocks[layer].r for blocks in dyn_traces] for layer in layers}
+    if built.schedule.per_sample:  # every sample's own r
+        observed = dict(zip(layers, sample_r))
+    else:
+        observed = {layer: [blocks[layer].r for blocks in dyn_traces] for layer in layers}
     fixed = {layer: int(math.floor(np.percentile(rs, percentile))) for layer, rs in observed.items()}
-    rows = [{**row, "fixed_r": fixed[row["layer"]]} for row in built.schedule.to_json()]
+    # fixed counts are batch-invariant already, and the batch-vote op gives them static token dims
+    rows = [{**{k: v for k, v in row.items() if k != "vote"}, "fixed_r": fixed[row["layer"]]} for row in built.schedule.to_json()]
     overrides = ModelRecord(config_json(built.config), built.weights, rows).schedule_overrides()
     progress("static SAINT with the calibrated fixed_r")
     with rescheduled(built, overrides) as static_built:
-        static_traces, static_out = _run(static_built, batches)
+        static_traces, static_out, _ = _run(static_built, batches)
     report = CalibrationReport(built.config.alias, built.weights, batch, len(batches), int(pixels.shape[0]), percentile,
                                observed, fixed, {"dense": _variant(built, dense_traces, dense_out, dense_out),
                                                  "dynamic": _variant(built, dyn_traces, dyn_out, dense_out),

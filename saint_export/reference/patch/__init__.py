@@ -5,6 +5,19 @@ from .timm import apply_patch as timm
 from .timm import is_patched, protected_tokens, pruning, remove_patch, set_pruning
 
 
+def apply(model, schedule, protected=None):
+    """Patch ``model`` with its host library's patch: a transformers model (one patched before, or a
+    ``transformers.PreTrainedModel``) gets the transformers patch, anything else timm's."""
+    host = getattr(model, "_saint_host", None)
+    if host is None:
+        host = "transformers" if any(type(m).__module__.startswith("transformers.") for m in model.modules()) else "timm"
+    if host == "transformers":
+        from .transformers import apply_patch as transformers_patch
+
+        return transformers_patch(model, schedule, protected=protected)
+    return timm(model, schedule, protected=protected)
+
+
 def blocks(model):
     """The transformer blocks SAINT patches, in order: timm's ``model.blocks``, or a transformers
     model's encoder layers."""
@@ -24,4 +37,4 @@ def attention(block):
     raise ValueError(f"no attention module in {type(block).__name__}")
 
 
-__all__ = ["timm", "remove_patch", "is_patched", "set_pruning", "pruning", "protected_tokens", "blocks", "attention"]
+__all__ = ["apply", "timm", "remove_patch", "is_patched", "set_pruning", "pruning", "protected_tokens", "blocks", "attention"]
