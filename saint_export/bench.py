@@ -132,8 +132,9 @@ def ort_fns(sessions: dict[str, Any], pixels: torch.Tensor) -> dict[str, Timed]:
 
 
 def trt_fns(runners: dict[str, Any], pixels: torch.Tensor) -> dict[str, Timed]:
-    """TensorRT engines through TrtRunner (host-to-device copy of the batch included)."""
-    return {f"trt {variant}": (lambda r=r: r.run(pixels)) for variant, r in runners.items()}
+    """TensorRT engines through Polygraphy's TrtRunner, activated (host-to-device copy of the batch included)."""
+    feed = {"pixels": pixels.cpu().numpy()}
+    return {f"trt {variant}": (lambda r=r: r.infer(feed)) for variant, r in runners.items()}
 
 
 def summarize(rows: list[BenchRow], times: dict[tuple[int, str], list[float]], ratios: dict[int, float]) -> list[dict[str, Any]]:
@@ -184,14 +185,15 @@ def _prepare(built: BuiltModel, backends: tuple[str, ...], batches: list[int], d
 
     sessions, runners = {}, {}
     if "trt" in backends:
-        from .tensorrt.engine import EngineOptions, TrtRunner, engine_from_onnx
+        from .tensorrt.engine import EngineOptions, engine_from_onnx, engine_runner
 
         progress("exporting and building dense and SAINT TensorRT engines")
         options = EngineOptions(batch=(1, max(batches), max(batches)))
         for variant, pruned in (("dense", False), ("saint", True)):
             portable, lowered = tmp / f"{variant}.p.onnx", tmp / f"{variant}.trt.onnx"
             onnx_models_from_torch(built, portable, lowered, pruned=pruned)
-            runners[variant] = TrtRunner(engine_from_onnx(lowered, tmp / f"{variant}.plan", options))
+            runners[variant] = engine_runner(engine_from_onnx(lowered, tmp / f"{variant}.plan", options))
+            runners[variant].activate()  # deactivated when the process ends; the bench owns them until then
     if "ort" in backends:
         progress("exporting dense and SAINT ONNX models")
         for variant, pruned in (("dense", False), ("saint", True)):

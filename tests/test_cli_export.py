@@ -95,7 +95,8 @@ def test_bench_torch_and_ort(run, tmp_path):
 def test_engine_sidecar_and_options_without_tensorrt():
     from pathlib import Path
 
-    from saint_export.tensorrt.engine import EngineOptions, sidecar, sidecar_path
+    from saint_export.tensorrt.engine import EngineOptions
+    from saint_export.tensorrt.sidecar import sidecar, sidecar_path
     from saint_export.errors import InputError
 
     from saint_export.models.record import ModelRecord

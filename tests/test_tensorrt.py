@@ -10,7 +10,9 @@ trt = pytest.importorskip("tensorrt", reason="needs TensorRT (pip install 'saint
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-from saint_export.tensorrt.engine import load_plugin_library, plugin_library_path  # noqa: E402
+from polygraphy.backend.trt import load_plugins  # noqa: E402
+
+from saint_export.tensorrt.engine import plugin_library_path  # noqa: E402
 from saint_export.reference.rule import saint_drop  # noqa: E402
 
 
@@ -19,7 +21,8 @@ def plugin_lib():
     path = plugin_library_path()
     if path is None:
         pytest.skip("libsaint_plugins.so not built: cmake -S plugins -B plugins/build && cmake --build plugins/build")
-    return load_plugin_library(path)
+    load_plugins(plugins=[str(path)])
+    return path
 
 
 def test_one_plugin_network_matches_reference(plugin_lib):
@@ -36,7 +39,7 @@ def test_one_plugin_network_matches_reference(plugin_lib):
 
 
 def test_engine_from_lowered_onnx_matches_pytorch(plugin_lib, tmp_path):
-    from saint_export.tensorrt.engine import EngineOptions, TrtRunner, engine_from_onnx
+    from saint_export.tensorrt.engine import EngineOptions, engine_from_onnx, engine_runner
     from saint_export.export.pipeline import onnx_models_from_torch
     from saint_export.inputs import photos, preprocess, synthetic_images
     from saint_export.models.build import build_model
@@ -49,7 +52,8 @@ def test_engine_from_lowered_onnx_matches_pytorch(plugin_lib, tmp_path):
     pixels = preprocess(photos() + synthetic_images(5), cfg)
     with torch.no_grad(), recording() as drops:
         ref = built.module(pixels)
-    got = TrtRunner(plan).run(pixels)
+    with engine_runner(plan) as runner:
+        got = torch.as_tensor(runner.infer({"pixels": pixels.numpy()})["logits"])
     assert (got - ref).abs().max().item() < 1e-3
     assert (got.argmax(-1) == ref.argmax(-1)).all()
     assert len(drops) == 2

@@ -9,7 +9,8 @@ from tritonclient.grpc import model_config_pb2
 
 from saint_export.cli import main
 from saint_export.models.record import ModelRecord
-from saint_export.tensorrt.engine import EngineOptions, sidecar
+from saint_export.tensorrt.engine import EngineOptions
+from saint_export.tensorrt.sidecar import sidecar
 
 IO = [{"name": "pixels", "shape": [-1, 3, 224, 224], "dtype": "DataType.FLOAT"},
       {"name": "logits", "shape": [-1, 1000], "dtype": "DataType.FLOAT", "output": True}]

@@ -38,12 +38,16 @@ def _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress, built=
     return built, result
 
 
-def _validate(onnx_path, built, image_dir, batch, tol, device, json_path, force, progress) -> bool:
+def _validate(onnx_path, built, image_dir, batch, tol, device, json_path, force, progress, polygraphy_dir=None) -> bool:
     from ..io import write_json
     from ..verify.validate import validate_with_inputs
 
-    report = validate_with_inputs(onnx_path, built, image_dir, batch, tol, device, progress)
+    report = validate_with_inputs(onnx_path, built, image_dir, batch, tol, device, progress, polygraphy_dir, force)
     click.echo(report.table())
+    if polygraphy_dir:
+        from ..verify.runners import POLYGRAPHY_USE
+
+        click.echo(f"polygraphy data: {polygraphy_dir} ({POLYGRAPHY_USE.replace('MODEL.onnx', str(onnx_path))})")
     if json_path:
         write_json(json_path, report.to_json(), force)
         click.echo(f"report: {json_path}")
@@ -114,9 +118,11 @@ def export_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, **opts) -> N
 @tolerance_option
 @device_option
 @json_option
+@click.option("--polygraphy", "polygraphy_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write the inputs and PyTorch's logits for 'polygraphy run --load-inputs/--load-outputs' here.")
 @force_option
 @reports_errors
-def validate_cmd(onnx_file, model_name, weights, checkpoint, image_dir, batch, tol, device, json_path, force) -> None:
+def validate_cmd(onnx_file, model_name, weights, checkpoint, image_dir, batch, tol, device, json_path, polygraphy_dir, force) -> None:
     """Run a portable ONNX model in onnxruntime and compare with PyTorch: logits, tokens kept
     per layer, kept_index, top-1 (or embedding cosine). Exit 0 on PASS, 1 on FAIL."""
     from ..io import check_writable
@@ -126,7 +132,7 @@ def validate_cmd(onnx_file, model_name, weights, checkpoint, image_dir, batch, t
     if json_path:
         check_writable(json_path, force)
     built = built_from_onnx(Path(onnx_file), model_name, checkpoint, weights)
-    passed = _validate(Path(onnx_file), built, image_dir, batch, tol, device, json_path, force, Progress())
+    passed = _validate(Path(onnx_file), built, image_dir, batch, tol, device, json_path, force, Progress(), polygraphy_dir)
     sys.exit(0 if passed else 1)
 
 

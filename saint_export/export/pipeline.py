@@ -158,3 +158,17 @@ def read_proto(path: Path):
     except Exception as exc:
         raise InputError(f"cannot read ONNX model {path}: {type(exc).__name__}") from None
 
+
+
+ONNX_TYPES = {1: "FLOAT", 10: "HALF", 16: "BF16", 7: "INT64", 6: "INT32", 9: "BOOL"}
+
+
+def graph_io(proto) -> list[dict]:
+    """The graph's inputs and outputs as rows {name, shape (a symbolic dim reads -1), dtype, output}."""
+    rows = []
+    for values, output in ((proto.graph.input, False), (proto.graph.output, True)):
+        for v in values:
+            t = v.type.tensor_type
+            shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+            rows.append({"name": v.name, "shape": shape, "dtype": ONNX_TYPES.get(t.elem_type, str(t.elem_type)), "output": output})
+    return rows

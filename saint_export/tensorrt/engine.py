@@ -1,28 +1,44 @@
-"""TensorRT stages: ``engine_from_onnx`` (build a serialized engine from the TensorRT-lowered
-ONNX with the SaintTokenDrop plugin), ``TrtRunner`` (run it from PyTorch CUDA tensors), and
-``run_single_plugin`` (a one-plugin network, for testing the plugin against the reference).
+"""TensorRT through Polygraphy's loaders and runners: ``engine_loaders`` (what we hand Polygraphy
+to build an engine from the TensorRT-lowered ONNX), ``engine_from_onnx`` (build, save atomically,
+write the sidecar), ``engine_runner`` (Polygraphy's ``TrtRunner`` over a saved plan, with the
+plugin loaded), and ``run_single_plugin`` (a one-plugin network, for testing the plugin).
 
-Everything here needs TensorRT's Python package and a CUDA GPU; :func:`require_tensorrt`
-turns their absence into one clear line (exit code 5).
+Polygraphy imports TensorRT only when a loader runs, so every loader can be built and inspected
+on a machine without TensorRT; running one needs TensorRT and a CUDA GPU, and
+:func:`require_tensorrt` turns their absence into one clear line (exit code 5).
+
+Ours, because Polygraphy has no place for them: the sidecar (``sidecar.py``), the batch profile
+from ``EngineOptions``, and the plugin library's lookup.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import torch
+import numpy as np
 
 from ..errors import InputError, MissingDependencyError, StageError
 from ..io import write_json, write_with
 from ..models.record import ModelRecord
+from .sidecar import sidecar, sidecar_path
 
 PLUGIN_LIB = "libsaint_plugins.so"
 ENV_PLUGIN_LIB = "SAINT_PLUGIN_LIB"
 PRECISIONS = ("fp32", "fp16", "bf16")
+INPUT_NAME = "pixels"
+
+
+def polygraphy_trt():
+    """``polygraphy.backend.trt``, quiet but for errors (no TensorRT import happens here)."""
+    from ..verify.runners import quiet_polygraphy
+
+    quiet_polygraphy("ERROR")
+    from polygraphy.backend import trt as poly_trt
+
+    return poly_trt
 
 
 def require_tensorrt():
@@ -34,6 +50,8 @@ def require_tensorrt():
             "TensorRT is not installed: the ONNX files are written; to build an engine install TensorRT "
             "(pip install 'saint-export[tensorrt]' on a machine with an NVIDIA GPU) and build plugins/ with CMake"
         ) from None
+    import torch
+
     if not torch.cuda.is_available():
         raise MissingDependencyError("no CUDA GPU is visible: TensorRT engines are built on the GPU they will run on")
     return tensorrt
@@ -48,19 +66,11 @@ def plugin_library_path(explicit: str | Path | None = None) -> Path | None:
     return None
 
 
-_LOADED: dict[str, Any] = {}
-
-
-def load_plugin_library(path: Path):
-    """Register the library's creators with TensorRT's plugin registry (getCreators entry point)."""
-    trt = require_tensorrt()
-    key = str(Path(path).resolve())
-    if key not in _LOADED:
-        handle = trt.get_plugin_registry().load_library(key)
-        if handle is None:
-            raise StageError("plugin", f"TensorRT could not load {path} (built for another TensorRT or CUDA?)")
-        _LOADED[key] = handle
-    return _LOADED[key]
+def require_plugin_library(explicit: str | Path | None = None) -> Path:
+    lib = plugin_library_path(explicit)
+    if lib is None:
+        raise MissingDependencyError(f"{PLUGIN_LIB} not found: build plugins/ with CMake or set ${ENV_PLUGIN_LIB}")
+    return lib
 
 
 @dataclass
@@ -85,232 +95,126 @@ class EngineOptions:
             raise InputError(f"builder optimization level must be in 0..5; got {self.optimization_level}")
         return self
 
+    @property
+    def plugin_embedded(self) -> bool:
+        """TensorRT serializes plugin libraries only into version-compatible engines."""
+        return self.serialize_plugin and self.version_compatible
 
-def _logger(trt):
-    return trt.Logger(trt.Logger.WARNING)
+
+@dataclass
+class EngineLoaders:
+    """The Polygraphy loader chain for one engine; nothing runs until ``engine_bytes()`` is called."""
+
+    network: Any  # LoadPlugins(NetworkFromOnnxPath)
+    config: Any  # PostprocessConfig(CreateConfig, builder_settings)
+    engine_bytes: Any  # EngineBytesFromNetwork
+
+
+def builder_settings(options: EngineOptions, lib: Path) -> Callable[[Any, Any, Any], None]:
+    """What CreateConfig has no argument for without importing TensorRT: the workspace pool limit,
+    and the plugin library to serialize into version-compatible engines."""
+    def apply(builder, network, config) -> None:
+        import tensorrt as trt
+
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+        if options.plugin_embedded:
+            config.plugins_to_serialize = [str(lib)]
+    return apply
+
+
+def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path, input_shape: tuple[int, int, int]) -> EngineLoaders:
+    """Polygraphy loaders: the plugin loaded before parsing; one profile over the batch for
+    ``pixels`` [B, *input_shape]; precision, builder optimization level, timing cache (read and
+    written), version compatibility (lean runtime excluded when the plugin is serialized)."""
+    poly = polygraphy_trt()
+    options.validate()
+    lo, opt, hi = options.batch
+    profile = poly.Profile().add(INPUT_NAME, (lo, *input_shape), (opt, *input_shape), (hi, *input_shape))
+    cache = str(options.timing_cache) if options.timing_cache else None
+    create = poly.CreateConfig(
+        profiles=[profile], fp16=options.precision == "fp16", bf16=options.precision == "bf16",
+        builder_optimization_level=options.optimization_level, load_timing_cache=cache,
+        version_compatible=options.version_compatible or None, exclude_lean_runtime=options.plugin_embedded or None)
+    network = poly.LoadPlugins(plugins=[str(lib)], obj=poly.NetworkFromOnnxPath(str(onnx_path)))
+    config = poly.PostprocessConfig(create, builder_settings(options, lib))
+    return EngineLoaders(network, config, poly.EngineBytesFromNetwork(network, config, save_timing_cache=cache))
+
+
+def _input_shape(proto) -> tuple[int, int, int]:
+    from ..export.pipeline import graph_io
+
+    pixels = next((io for io in graph_io(proto) if io["name"] == INPUT_NAME and not io["output"]), None)
+    if pixels is None or len(pixels["shape"]) != 4 or min(pixels["shape"][1:]) < 1:
+        raise InputError(f"the model has no input '{INPUT_NAME}' [B, 3, H, W] with static C, H, W")
+    return tuple(pixels["shape"][1:])
 
 
 def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, force: bool = False) -> Path:
-    """Parse the TensorRT-lowered ONNX with the plugin loaded, build, write ``plan_path`` and its
-    ``.json`` sidecar atomically. Returns ``plan_path``."""
+    """Build the TensorRT-lowered ONNX with Polygraphy, write ``plan_path`` and its ``.json``
+    sidecar atomically. Returns ``plan_path``."""
+    from ..export.pipeline import graph_io, read_proto
+
+    proto = read_proto(Path(onnx_path))
+    loaders = engine_loaders(Path(onnx_path), options, require_plugin_library(options.plugin_library), _input_shape(proto))
     trt = require_tensorrt()
-    options.validate()
-    lib = plugin_library_path(options.plugin_library)
-    if lib is None:
-        raise MissingDependencyError(f"{PLUGIN_LIB} not found: build plugins/ with CMake or set ${ENV_PLUGIN_LIB}")
-    load_plugin_library(lib)
-    logger = _logger(trt)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise StageError("engine", f"TensorRT's ONNX parser rejected {onnx_path}: {errors[:500]}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    config.builder_optimization_level = options.optimization_level
-    if options.precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    elif options.precision == "bf16":
-        config.set_flag(trt.BuilderFlag.BF16)
-    if options.version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if plugin_embedded(options) and hasattr(config, "plugins_to_serialize"):
-        config.plugins_to_serialize = [str(lib)]
-    cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    inp = network.get_input(0)
-    _, c, h, w = inp.shape
-    profile = builder.create_optimization_profile()
-    lo, opt, hi = options.batch
-    profile.set_shape(inp.name, (lo, c, h, w), (opt, c, h, w), (hi, c, h, w))
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise StageError("engine", "TensorRT failed to build the engine (see the log above)")
-    write_with(plan_path, lambda tmp: tmp.write_bytes(bytes(serialized)), force)
-    if options.timing_cache:
-        write_with(options.timing_cache, lambda tmp: tmp.write_bytes(bytes(config.get_timing_cache().serialize())), True)
-    io = [{"name": network.get_input(i).name, "shape": list(network.get_input(i).shape), "dtype": str(network.get_input(i).dtype)}
-          for i in range(network.num_inputs)]
-    io += [{"name": network.get_output(i).name, "shape": list(network.get_output(i).shape), "dtype": str(network.get_output(i).dtype),
-            "output": True} for i in range(network.num_outputs)]
-    write_json(sidecar_path(plan_path), sidecar(options, io, lib, trt.__version__, ModelRecord.from_onnx(Path(onnx_path))), force=True)
+    poly = polygraphy_trt()
+    try:
+        write_with(plan_path, lambda tmp: poly.SaveEngine(loaders.engine_bytes, str(tmp))(), force)
+    except Exception as exc:  # Polygraphy reports a failed parse or build as PolygraphyException
+        raise StageError("engine", f"TensorRT could not build {onnx_path}: {str(exc).strip()[:500]}") from None
+    record = ModelRecord.from_onnx(Path(onnx_path))
+    write_json(sidecar_path(plan_path), sidecar(options, graph_io(proto), loaders.network.plugins[0], trt.__version__, record),
+               force=True)
     return Path(plan_path)
 
 
-def plugin_embedded(options: EngineOptions) -> bool:
-    """TensorRT serializes plugin libraries only into version-compatible engines."""
-    return options.serialize_plugin and options.version_compatible
+def engine_runner(plan: Path, plugin_library: Path | None = None):
+    """Polygraphy's TrtRunner over a saved engine (it attaches an output allocator for data-dependent
+    shapes, and allows host code for version-compatible engines); the plugin is loaded first when found."""
+    poly = polygraphy_trt()
+    from polygraphy.backend.common import BytesFromPath
+
+    plan = Path(plan)
+    if not plan.is_file():
+        raise InputError(f"engine {plan} does not exist")
+    lib = plugin_library_path(plugin_library)
+    engine = poly.EngineFromBytes(BytesFromPath(str(plan)))
+    return poly.TrtRunner(poly.LoadPlugins(plugins=[str(lib)] if lib else [], obj=engine), name=plan.stem)
 
 
-def sidecar_path(plan_path: Path) -> Path:
-    return Path(plan_path).with_suffix(Path(plan_path).suffix + ".json")
+def single_plugin_network(shapes: dict[str, tuple[int, ...]], fields: dict[str, tuple[Any, str]]) -> Callable[[], Any]:
+    """A callable giving (builder, network) with one SaintTokenDrop layer over float32 inputs
+    ``tokens``/``metric`` of ``shapes``; ``fields``: name -> (value, "float" | "int")."""
+    def network():
+        import tensorrt as trt
+
+        builder, net = polygraphy_trt().CreateNetwork()()
+        creator = trt.get_plugin_registry().get_creator("SaintTokenDrop", "1", "saint")
+        if creator is None:
+            raise MissingDependencyError("the SaintTokenDrop creator is not registered: load libsaint_plugins.so first")
+        collection = trt.PluginFieldCollection([
+            trt.PluginField(name, np.array([value], np.float32 if kind == "float" else np.int32),
+                            trt.PluginFieldType.FLOAT32 if kind == "float" else trt.PluginFieldType.INT32)
+            for name, (value, kind) in fields.items()])
+        plugin = creator.create_plugin("saint_token_drop", collection, trt.TensorRTPhase.BUILD)
+        inputs = [net.add_input(name, trt.float32, shape) for name, shape in shapes.items()]
+        layer = net.add_plugin_v3(inputs, [], plugin)
+        for i, name in enumerate(("tokens_out", "kept_index")):
+            layer.get_output(i).name = name
+            net.mark_output(layer.get_output(i))
+        return builder, net
+    return network
 
 
-def sidecar(options: EngineOptions, io: list[dict[str, Any]], plugin_lib: Path | None, trt_version: str,
-            record: ModelRecord) -> dict[str, Any]:
-    """The JSON written beside an engine: what it is (the ONNX file's ModelRecord), how it was built, what it needs."""
-    from .. import __version__
-    from ..export.opdef import PLUGIN_NAMESPACE, PLUGIN_VERSION
+def run_single_plugin(tokens, metric, threshold: float, k: int, gamma: float, protected: int, fixed_r: int):
+    """Build a one-plugin network with Polygraphy, run it with its TrtRunner: (tokens_out, kept_index) as torch tensors."""
+    import torch
 
-    return {
-        "model": record.alias,
-        "record": record.to_json(),
-        "batch_independent": record.batch_independent,
-        "precision": options.precision,
-        "tensorrt_version": trt_version,
-        "plugin": {"name": "SaintTokenDrop", "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
-                   "library": str(plugin_lib) if plugin_lib else None, "serialized_into_engine": plugin_embedded(options)},
-        "saint_export_version": __version__,
-        "io": io,
-        "build_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-    }
-
-
-def read_sidecar(plan: Path) -> dict[str, Any]:
-    path = sidecar_path(plan)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path} not found: build the engine with 'saint-export MODEL --engine {plan}' (it writes the sidecar)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read engine sidecar {path}: {exc}") from None
-
-
-def record_of_engine(plan: Path) -> ModelRecord:
-    return ModelRecord.from_json(read_sidecar(plan).get("record") or {}, f"{sidecar_path(plan)}")
-
-
-class _OutputAllocator:
-    """TensorRT IOutputAllocator backed by torch CUDA buffers (for data-dependent outputs)."""
-
-    def __new__(cls, trt):
-        class Allocator(trt.IOutputAllocator):
-            def __init__(self):
-                super().__init__()
-                self.buffers: dict[str, torch.Tensor] = {}
-                self.shapes: dict[str, tuple[int, ...]] = {}
-
-            def reallocate_output(self, name, memory, size, alignment):
-                buf = torch.empty(max(int(size), 1), dtype=torch.uint8, device="cuda")
-                self.buffers[name] = buf
-                return buf.data_ptr()
-
-            def reallocate_output_async(self, name, memory, size, alignment, stream):
-                return self.reallocate_output(name, memory, size, alignment)
-
-            def notify_shape(self, name, shape):
-                self.shapes[name] = tuple(shape)
-
-        return Allocator()
-
-
-_TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT64": torch.int64, "INT32": torch.int32}
-
-
-def _torch_dtype(trt_dtype) -> torch.dtype:
-    return _TORCH_DTYPES[str(trt_dtype).split(".")[-1]]
-
-
-class TrtRunner:
-    """Deserialize an engine and run it on torch tensors (inputs moved to the GPU)."""
-
-    def __init__(self, plan_path: Path, plugin_library: Path | None = None):
-        trt = require_tensorrt()
-        lib = plugin_library_path(plugin_library)
-        if lib is not None:
-            load_plugin_library(lib)
-        self.trt = trt
-        self.runtime = trt.Runtime(_logger(trt))
-        try:
-            data = Path(plan_path).read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read engine {plan_path}: {exc.strerror}") from None
-        self.engine = self.runtime.deserialize_cuda_engine(data)
-        if self.engine is None:
-            raise StageError("engine", f"cannot deserialize {plan_path} (other TensorRT version or GPU, or plugin missing)")
-        self.context = self.engine.create_execution_context()
-        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-
-    def run(self, pixels: torch.Tensor) -> torch.Tensor:
-        trt = self.trt
-        stream = torch.cuda.current_stream()
-        outputs: dict[str, torch.Tensor] = {}
-        allocator = _OutputAllocator(trt)
-        keep = []
-        for name in self.names:
-            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                x = pixels.to("cuda", _torch_dtype(self.engine.get_tensor_dtype(name))).contiguous()
-                keep.append(x)
-                self.context.set_input_shape(name, tuple(x.shape))
-                self.context.set_tensor_address(name, x.data_ptr())
-        for name in self.names:
-            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
-                shape = tuple(self.context.get_tensor_shape(name))
-                if any(d < 0 for d in shape):
-                    self.context.set_output_allocator(name, allocator)
-                else:
-                    outputs[name] = torch.empty(shape, dtype=_torch_dtype(self.engine.get_tensor_dtype(name)), device="cuda")
-                    self.context.set_tensor_address(name, outputs[name].data_ptr())
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise StageError("engine", "execute_async_v3 failed")
-        stream.synchronize()
-        for name, buf in allocator.buffers.items():
-            dtype = _torch_dtype(self.engine.get_tensor_dtype(name))
-            shape = allocator.shapes[name]
-            count = int(torch.tensor(shape).prod().item()) if shape else 1
-            outputs[name] = buf.view(dtype)[:count].view(shape)
-        out_names = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        return outputs[out_names[0]].float().cpu()
-
-
-def run_single_plugin(tokens: torch.Tensor, metric: torch.Tensor, threshold: float, k: int, gamma: float,
-                      protected: int, fixed_r: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Build a network holding one SaintTokenDrop plugin layer, run it, return (tokens_out, kept_index)."""
-    import numpy as np
-
-    trt = require_tensorrt()
-    logger = _logger(trt)
-    creator = trt.get_plugin_registry().get_creator("SaintTokenDrop", "1", "saint")
-    if creator is None:
-        raise MissingDependencyError("the SaintTokenDrop creator is not registered: load libsaint_plugins.so first")
-    fields = trt.PluginFieldCollection([
-        trt.PluginField("threshold", np.array([threshold], np.float32), trt.PluginFieldType.FLOAT32),
-        trt.PluginField("k", np.array([k], np.int32), trt.PluginFieldType.INT32),
-        trt.PluginField("gamma", np.array([gamma], np.float32), trt.PluginFieldType.FLOAT32),
-        trt.PluginField("protected", np.array([protected], np.int32), trt.PluginFieldType.INT32),
-        trt.PluginField("fixed_r", np.array([fixed_r], np.int32), trt.PluginFieldType.INT32),
-    ])
-    plugin = creator.create_plugin("saint_token_drop", fields, trt.TensorRTPhase.BUILD)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    t = network.add_input("tokens", trt.float32, tuple(tokens.shape))
-    m = network.add_input("metric", trt.float32, tuple(metric.shape))
-    layer = network.add_plugin_v3([t, m], [], plugin)
-    layer.get_output(0).name, layer.get_output(1).name = "tokens_out", "kept_index"
-    network.mark_output(layer.get_output(0))
-    network.mark_output(layer.get_output(1))
-    config = builder.create_builder_config()
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise StageError("engine", "TensorRT failed to build the one-plugin network")
-    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
-    context = engine.create_execution_context()
-    ins = {"tokens": tokens.cuda().contiguous(), "metric": metric.cuda().contiguous()}
-    for name, x in ins.items():
-        context.set_tensor_address(name, x.data_ptr())
-    allocator = _OutputAllocator(trt)
-    for name in ("tokens_out", "kept_index"):
-        context.set_output_allocator(name, allocator)
-    stream = torch.cuda.current_stream()
-    if not context.execute_async_v3(stream.cuda_stream):
-        raise StageError("engine", "execute_async_v3 failed")
-    stream.synchronize()
-    out = []
-    for name, dtype in (("tokens_out", torch.float32), ("kept_index", torch.int64)):
-        shape = allocator.shapes[name]
-        count = int(np.prod(shape))
-        out.append(allocator.buffers[name].view(dtype)[:count].view(shape).cpu())
-    return out[0], out[1]
+    require_tensorrt()
+    poly = polygraphy_trt()
+    fields = {"threshold": (threshold, "float"), "k": (k, "int"), "gamma": (gamma, "float"),
+              "protected": (protected, "int"), "fixed_r": (fixed_r, "int")}
+    network = single_plugin_network({"tokens": tuple(tokens.shape), "metric": tuple(metric.shape)}, fields)
+    with poly.TrtRunner(poly.EngineFromNetwork(network)) as runner:
+        out = runner.infer({"tokens": tokens.float().numpy(), "metric": metric.float().numpy()})
+    return torch.as_tensor(np.asarray(out["tokens_out"])), torch.as_tensor(np.asarray(out["kept_index"]))

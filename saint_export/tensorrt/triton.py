@@ -84,7 +84,8 @@ def validate_config(text: str) -> Any:
 def triton_repository_from_engine(plan: Path, repo: Path, name: str | None = None, plugin_library: Path | None = None,
                                   max_batch: int | None = None, instances: int = 1, force: bool = False) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.plan, libsaint_plugins.so}``; returns the model folder."""
-    from .engine import PLUGIN_LIB, plugin_library_path, read_sidecar
+    from .engine import PLUGIN_LIB, plugin_library_path
+    from .sidecar import read_sidecar
 
     plan = Path(plan)
     if not plan.is_file():
@@ -126,25 +127,11 @@ def write_repository(repo: Path, name: str, text: str, files: dict[str, Path], f
     return target
 
 
-ONNX_TYPES = {1: "FLOAT", 10: "HALF", 16: "BF16", 7: "INT64", 6: "INT32"}
-
-
-def _onnx_io(proto) -> list[dict[str, Any]]:
-    """The graph's inputs and outputs as sidecar ``io`` rows; a symbolic dim reads -1."""
-    rows = []
-    for values, output in ((proto.graph.input, False), (proto.graph.output, True)):
-        for v in values:
-            t = v.type.tensor_type
-            shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-            rows.append({"name": v.name, "shape": shape, "dtype": ONNX_TYPES.get(t.elem_type, str(t.elem_type)), "output": output})
-    return rows
-
-
 def triton_repository_from_onnx(onnx_path: Path, repo: Path, name: str | None = None, max_batch: int = 8,
                                 instances: int = 1, force: bool = False) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.onnx}`` for Triton's onnxruntime backend (the portable
     ONNX carries SaintTokenDrop's function body, so no plugin is needed); returns the model folder."""
-    from ..export.pipeline import data_path, read_proto
+    from ..export.pipeline import data_path, graph_io, read_proto
     from ..models.record import ModelRecord
     from ..verify.backends import require_portable
 
@@ -155,7 +142,7 @@ def triton_repository_from_onnx(onnx_path: Path, repo: Path, name: str | None = 
     require_portable(proto, onnx_path)
     record = ModelRecord.from_onnx(onnx_path)
     name = name or re.sub(r"[^A-Za-z0-9_-]", "_", record.alias or onnx_path.stem)
-    fields = {"io": _onnx_io(proto), "model": record.alias, "precision": record.precision,
+    fields = {"io": graph_io(proto), "model": record.alias, "precision": record.precision,
               "saint_export_version": record.version, "batch_independent": record.batch_independent}
     if max_batch < 1:
         raise InputError(f"--max-batch must be >= 1; got {max_batch}")

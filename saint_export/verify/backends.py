@@ -107,10 +107,11 @@ def ort_backend(onnx_path: Path, device: str = "cpu") -> Backend:
 
 
 def trt_backend(plan: Path) -> Backend:
-    from ..tensorrt.engine import TrtRunner
+    from ..tensorrt.engine import engine_runner
 
-    runner = TrtRunner(plan)
-    return lambda pixels: runner.run(pixels).numpy()
+    runner = engine_runner(plan)
+    runner.activate()
+    return lambda pixels: np.asarray(runner.infer({"pixels": pixels.numpy()})["logits"], dtype=np.float32)
 
 
 def backends_for_target(target: str, tmp: Path, model_name: str | None, checkpoint: str | None, weights: str | None,
@@ -123,7 +124,8 @@ def backends_for_target(target: str, tmp: Path, model_name: str | None, checkpoi
 
     path = Path(target)
     if target.endswith(".plan"):
-        from ..tensorrt.engine import record_of_engine, require_tensorrt
+        from ..tensorrt.engine import require_tensorrt
+        from ..tensorrt.sidecar import record_of_engine
 
         require_tensorrt()
         if not path.is_file():

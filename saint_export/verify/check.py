@@ -1,5 +1,5 @@
 """``saint-export check``: run every backend that is present (PyTorch dense and SAINT,
-onnxruntime, TensorRT) on the same images and compare them, polygraphy-style; optionally
+onnxruntime, TensorRT) on the same images and compare them with Polygraphy's Comparator; optionally
 measure top-1 accuracy on an ImageFolder dataset (torchvision; labels = sorted subfolder names)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..models.build import BuiltModel
 from .backends import Backend
 from .compare import agreement, compare_output, describe_agreement
+from .runners import compare, function_runner
 
 
 @dataclass
@@ -65,8 +66,12 @@ def dataset_accuracy(root: str | Path, built: BuiltModel, backends: dict[str, Ba
 
 def compare_backends(pixels: torch.Tensor, backends: dict[str, Backend], atol: float, rtol: float,
                      classifier: bool = True) -> dict[str, Any]:
-    """Every backend against ``torch SAINT``: max abs/rel error, agreement with SAINT and with dense."""
-    outputs = {name: fn(pixels) for name, fn in backends.items()}
+    """Every backend against ``torch SAINT`` through Polygraphy's Comparator (verdict), with max abs/rel
+    error and agreement with SAINT and with dense."""
+    runners = [function_runner(name, lambda feed, fn=fn: {"logits": fn(torch.from_numpy(feed["pixels"]))}, tuple(pixels.shape[1:]))
+               for name, fn in backends.items()]
+    results, verdicts = compare(runners, {"pixels": pixels.numpy()}, {"": (atol, rtol)}, "torch SAINT", skip=("torch dense",))
+    outputs = {name: out["logits"] for name, out in results.items()}
     ref, dense = outputs["torch SAINT"], outputs["torch dense"]
     rows = []
     for name, out in outputs.items():
@@ -75,7 +80,7 @@ def compare_backends(pixels: torch.Tensor, backends: dict[str, Backend], atol: f
         check = compare_output("logits", ref, out, atol, rtol)
         rows.append({"backend": name, "max_abs": check.max_abs, "max_rel": check.max_rel,
                      "vs_saint": agreement(out, ref, classifier), "vs_dense": agreement(out, dense, classifier),
-                     "passed": check.passed})
+                     "passed": verdicts[name]["logits"]})
     return {"rows": rows, "saint_vs_dense": agreement(ref, dense, classifier), "passed": all(r["passed"] for r in rows)}
 
 

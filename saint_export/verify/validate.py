@@ -1,5 +1,6 @@
-"""Compare an exported model with the PyTorch reference on the same inputs, polygraphy-style:
-every output is compared and reported before the verdict.
+"""Compare an exported model with the PyTorch reference on the same inputs through Polygraphy's
+Comparator (PyTorch SAINT and onnxruntime as runners): every output is compared and reported
+before the verdict.
 
 Outputs compared: ``logits`` (max abs / rel error against per-output tolerances) and, for
 each pruning block, ``kept_index_block{i}`` (token count and every index must be identical).
@@ -8,10 +9,11 @@ Fidelity: top-1 agreement for classifiers, embedding cosine for backbones.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from ..errors import InputError
@@ -20,6 +22,7 @@ from ..reference.ops import recording
 from ..reference.patch import pruning
 from .analysis import dense_tokens, trace_tokens, vit_flops
 from .backends import ort_session, providers
+from .runners import compare, function_runner, ort_runner
 from .invariance import TOLERANCE, batch_vs_alone
 from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, agreement, compare_output, describe_agreement,
                       parse_tolerances)
@@ -87,35 +90,47 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     module = built.module
     with pruning(module, False):
         dense = module(pixels).numpy()
-    with recording() as drops:
-        traced, ref = trace_tokens(module, pixels)
-    ref = ref.numpy()
-    flop_ratio = vit_flops(module, dense_tokens(module, traced[0].tokens_in)) / vit_flops(module, traced)
     kept_names = drop_output_names(proto)
-    session = ort_session(onnx_path, device, tuple(kept_names))
-    got = session.run(["logits", *kept_names], {"pixels": pixels.numpy()})
-    checks = [compare_output("logits", ref, got[0], *tol["logits"])]
+    traced: dict[str, Any] = {}
+
+    def torch_saint(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with recording() as drops:
+            traced["blocks"], out = trace_tokens(module, torch.from_numpy(feed["pixels"]))
+        traced["drops"] = drops
+        return {"logits": out.numpy(), **{name: kept.numpy() for name, (_, kept) in zip(kept_names, drops)}}
+
+    saint = function_runner("torch SAINT", torch_saint, tuple(pixels.shape[1:]))
+    ort = ort_runner(onnx_path, device, tuple(kept_names))
+    # kept_index must be identical in fp32; in fp16 its differences are reported, not failed (shapes still must match)
+    index_tol = (float("inf"), 0.0) if fp16 else (0.0, 0.0)
+    outputs, verdicts = compare([saint, ort], {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT")
+    ref, got, drops = outputs["torch SAINT"]["logits"], outputs[ort.name], traced["drops"]
+    flop_ratio = vit_flops(module, dense_tokens(module, traced["blocks"][0].tokens_in)) / vit_flops(module, traced["blocks"])
+    verdict = verdicts[ort.name]
+    checks = [replace(compare_output("logits", ref, got["logits"], *tol["logits"]), passed=verdict["logits"])]
     failures = []
     if len(kept_names) != len(drops):
         failures.append(f"the ONNX model has {len(kept_names)} SaintTokenDrop nodes, PyTorch ran {len(drops)}")
-    for name, (_, kept), onnx_kept in zip(kept_names, drops, got[1:]):
-        checks.append(compare_output(name, kept.numpy(), onnx_kept, 0, 0, exact_index=not fp16))
+    for name, (_, kept) in zip(kept_names, drops):
+        check = compare_output(name, kept.numpy(), got[name], 0, 0, exact_index=not fp16)
+        checks.append(replace(check, passed=verdict.get(name, False)))
     tokens_torch = [int(k.shape[1]) for _, k in drops]
-    tokens_onnx = [int(k.shape[1]) for k in got[1:]]
+    tokens_onnx = [int(got[name].shape[1]) for name in kept_names]
     failures += [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
     if tokens_torch != tokens_onnx:
         failures.append("tokens kept per layer differ")
     invariance = {}
     if built.schedule.batch_invariant() and pixels.shape[0] > 1:
+        session = ort_session(onnx_path, device)
         invariance = {"torch": batch_vs_alone(lambda x: module(torch.from_numpy(x)).numpy(), pixels.numpy(), ref),
-                      "onnx": batch_vs_alone(lambda x: session.run(["logits"], {"pixels": x})[0], pixels.numpy(), got[0])}
+                      "onnx": batch_vs_alone(lambda x: session.run(["logits"], {"pixels": x})[0], pixels.numpy(), got["logits"])}
         failures += [f"{k}: a sample in the batch differs from its run alone by {v:.2g}" for k, v in invariance.items()
                      if v > (1e-2 if fp16 else TOLERANCE)]
     return ValidationReport(
         model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=providers(device)[0], batch=int(pixels.shape[0]), inputs=names,
         outputs=checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
-        onnx_vs_torch_saint=agreement(got[0], ref, built.classifier),
-        onnx_vs_torch_dense=agreement(got[0], dense, built.classifier),
+        onnx_vs_torch_saint=agreement(got["logits"], ref, built.classifier),
+        onnx_vs_torch_dense=agreement(got["logits"], dense, built.classifier),
         torch_saint_vs_dense=agreement(ref, dense, built.classifier), flop_ratio=flop_ratio, batch_vs_alone=invariance,
         passed=not failures, failures=failures,
     )
@@ -123,11 +138,20 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
 
 def validate_with_inputs(onnx_path: Path, built: BuiltModel, image_dir: str | None = None, batch: int = 8,
                          tol: tuple[str, ...] = (), device: str = "cpu",
-                         progress: Callable[[str], None] = lambda s: None) -> ValidationReport:
-    """:func:`validate_onnx` on ``batch`` images from ``image_dir`` (default: photos + generated images)."""
+                         progress: Callable[[str], None] = lambda s: None, polygraphy_dir: Path | None = None,
+                         force: bool = False) -> ValidationReport:
+    """:func:`validate_onnx` on ``batch`` images from ``image_dir`` (default: photos + generated images);
+    with ``polygraphy_dir``, also those inputs and PyTorch's logits in Polygraphy's formats."""
     from ..inputs import gather_inputs
 
     tolerances = parse_tolerances(tol)
     pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
     progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
-    return validate_onnx(onnx_path, built, pixels, names, tolerances, device)
+    report = validate_onnx(onnx_path, built, pixels, names, tolerances, device)
+    if polygraphy_dir is not None:
+        from .runners import save_for_polygraphy
+
+        with torch.no_grad():
+            reference = built.module(pixels).numpy()
+        save_for_polygraphy(Path(polygraphy_dir), {"pixels": pixels.numpy()}, {"logits": reference}, force=force)
+    return report

@@ -1,0 +1,121 @@
+"""Polygraphy runners, and the one comparison ``validate`` and ``check`` make through Polygraphy's
+``Comparator`` with per-output tolerances (the default key ``""`` covers the rest).
+
+* ``FunctionRunner`` — Polygraphy's runner interface over a function feed -> outputs: PyTorch
+  (dense, or SAINT with each pruning block's ``kept_index``, which no Polygraphy runner can give).
+* onnxruntime — Polygraphy's ``OnnxrtRunner`` over our session (providers, kept_index exposed).
+* TensorRT — Polygraphy's ``TrtRunner`` (``saint_export.tensorrt.engine.engine_runner``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def quiet_polygraphy(severity: str = "CRITICAL") -> None:
+    """Polygraphy's logger at ``severity``, without colours: our own tables and errors report results."""
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.colors = False
+    G_LOGGER.module_severity = getattr(G_LOGGER, severity)
+
+
+def polygraphy():
+    """Polygraphy's comparator and base runner, quiet."""
+    quiet_polygraphy()
+    from polygraphy.backend.base import BaseRunner
+    from polygraphy.comparator import Comparator, SimpleCompareFunc
+
+    return BaseRunner, Comparator, SimpleCompareFunc
+
+
+def function_runner(name: str, fn: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                    input_shape: tuple[int, ...]):
+    """A Polygraphy runner named ``name`` whose inference is ``fn`` on the feed dict ``{"pixels": [B, *input_shape]}``."""
+    BaseRunner, _, _ = polygraphy()
+    from polygraphy.common import TensorMetadata
+
+    class FunctionRunner(BaseRunner):
+        def activate_impl(self):
+            pass
+
+        def deactivate_impl(self):
+            pass
+
+        def get_input_metadata_impl(self):
+            return TensorMetadata().add("pixels", np.float32, (-1, *input_shape))
+
+        def infer_impl(self, feed_dict):
+            start = time.perf_counter()
+            out = {name: np.ascontiguousarray(value) for name, value in fn(feed_dict).items()}
+            self.inference_time = time.perf_counter() - start
+            return out
+
+    return FunctionRunner(name=name)
+
+
+def ort_runner(path: Path, device: str = "cpu", extra_outputs: tuple[str, ...] = (), name: str = "onnxruntime"):
+    """Polygraphy's OnnxrtRunner over :func:`ort_session` (the device's providers, ``extra_outputs`` exposed)."""
+    polygraphy()
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    from .backends import ort_session
+
+    session = ort_session(Path(path), device, tuple(extra_outputs))
+    return OnnxrtRunner(session, name=name)
+
+
+def compare(runners: list, feed: dict[str, np.ndarray], tolerances: dict[str, tuple[float, float]],
+            reference: str, skip: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, bool]]]:
+    """Run every runner on ``feed`` with ``Comparator.run`` and compare each one not in ``skip`` with
+    ``reference`` (``SimpleCompareFunc``, shapes checked, ``tolerances``: name -> (atol, rtol), key
+    ``""`` = every other output). Returns (outputs per runner, per-output verdicts per runner)."""
+    _, Comparator, SimpleCompareFunc = polygraphy()
+    with np.errstate(divide="ignore", invalid="ignore"):  # relative errors of equal integers are 0 / 0
+        return _compare(Comparator, SimpleCompareFunc, runners, feed, tolerances, reference, skip)
+
+
+def _compare(Comparator, SimpleCompareFunc, runners, feed, tolerances, reference, skip):
+    results = Comparator.run(runners, data_loader=[feed])
+    names = [name for name, _ in results]
+    outputs = {name: {k: np.asarray(v) for k, v in iterations[0].items()} for name, iterations in results}
+    ref = names.index(reference)
+    pairs = [(ref, i) for i, name in enumerate(names) if i != ref and name not in skip]
+    compare_func = SimpleCompareFunc(atol={k: a for k, (a, _) in tolerances.items()}, rtol={k: r for k, (_, r) in tolerances.items()})
+    accuracy = Comparator.compare_accuracy(results, compare_func=compare_func, comparisons=pairs, fail_fast=False)
+    verdicts: dict[str, dict[str, bool]] = {}
+    for result in accuracy:
+        for (_, other), iterations in result.items():
+            verdicts[other] = {output: bool(check) for output, check in iterations[0].items()}
+    return outputs, verdicts
+
+
+def save_for_polygraphy(folder: Path, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+                        runner_name: str = "pytorch", force: bool = False) -> tuple[Path, Path]:
+    """Write ``inputs.json`` (for ``polygraphy run --load-inputs``) and ``pytorch_outputs.json``
+    (``--load-outputs``: compared against every runner of that command) in Polygraphy's formats,
+    plus ``saint_export.json`` naming them: a folder with it is ours, and a re-run replaces it."""
+    polygraphy()
+    from polygraphy.comparator import RunResults
+    from polygraphy.comparator.struct import IterationResult
+    from polygraphy.json import save_json
+
+    from ..io import ensure_writable_dir, made_by_saint_export, write_json, write_with
+
+    folder = Path(folder)
+    ensure_writable_dir(folder)
+    inputs, outputs, marker = folder / "inputs.json", folder / f"{runner_name}_outputs.json", folder / "saint_export.json"
+    force = force or made_by_saint_export(marker)
+    results = RunResults()
+    results.append((runner_name, [IterationResult(dict(reference), runner_name=runner_name)]))
+    write_with(inputs, lambda tmp: save_json([dict(feed)], str(tmp)), force)
+    write_with(outputs, lambda tmp: results.save(str(tmp)), force)
+    write_json(marker, {"polygraphy": {"inputs": inputs.name, "outputs": outputs.name, "use": POLYGRAPHY_USE}}, force)
+    return inputs, outputs
+
+
+POLYGRAPHY_USE = "polygraphy run MODEL.onnx --onnxrt --load-inputs inputs.json --load-outputs pytorch_outputs.json"
