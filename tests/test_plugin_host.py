@@ -69,6 +69,16 @@ def write_case(d: Path, tokens, metric, expected, **attrs) -> None:
     expected.kept_index.numpy().astype("<i8").tofile(d / "expected_kept.i64")
 
 
+def run_host_case(build: Path, flag: str, case: Path) -> None:
+    """The host test on a case folder: build phase, enqueue, serialize, runtime phase, enqueue again."""
+    res = subprocess.run([str(build / "saint_plugin_host_test"), flag, str(case)], capture_output=True, text=True)
+    if res.returncode == SKIPPED:
+        assert "build phase: ok" in res.stdout and "round trip: ok" in res.stdout, res.stdout
+        pytest.skip("enqueue compiled out: no CPU kernel runtime (plugins/cuda_cpu) in this build; " + res.stdout.strip())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "equal to the reference" in res.stdout and "identical" in res.stdout
+
+
 def clustered(b, n, d, seed):
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(6, d, generator=g)
@@ -99,12 +109,7 @@ def test_enqueue_build_and_runtime_phase_equal_reference(build, tmp_path, name):
         assert 3 not in ref.kept_index[0].tolist()
         assert all(len(set(row.tolist())) == row.numel() for row in ref.kept_index)  # no duplicate ranks
     write_case(tmp_path, tokens, metric, ref, **kw)
-    res = subprocess.run([str(build / "saint_plugin_host_test"), "--case", str(tmp_path)], capture_output=True, text=True)
-    if res.returncode == SKIPPED:
-        assert "build phase: ok" in res.stdout and "round trip: ok" in res.stdout, res.stdout
-        pytest.skip("enqueue compiled out: no CPU kernel runtime (plugins/cuda_cpu) in this build; " + res.stdout.strip())
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "equal to the reference" in res.stdout and "identical" in res.stdout
+    run_host_case(build, "--case", tmp_path)
 
 
 @pytest.mark.parametrize("fixed_r", [-1, 6])
@@ -122,12 +127,7 @@ def test_per_sample_enqueue_build_and_runtime_phase_equal_reference(build, tmp_p
     write_case(tmp_path, tokens, metric, ref, fixed_r=fixed_r)
     mask.numpy().astype("u1").tofile(tmp_path / "mask.u8")
     ref.mask.numpy().astype("u1").tofile(tmp_path / "expected_mask.u8")
-    res = subprocess.run([str(build / "saint_plugin_host_test"), "--per-sample-case", str(tmp_path)], capture_output=True, text=True)
-    if res.returncode == SKIPPED:
-        assert "build phase: ok" in res.stdout and "round trip: ok" in res.stdout, res.stdout
-        pytest.skip("enqueue compiled out: no CPU kernel runtime (plugins/cuda_cpu) in this build; " + res.stdout.strip())
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "equal to the reference" in res.stdout and "identical" in res.stdout
+    run_host_case(build, "--per-sample-case", tmp_path)
 
 
 def test_nan_scores_have_one_order_in_reference():

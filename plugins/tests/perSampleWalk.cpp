@@ -125,13 +125,7 @@ Outputs execute(IPluginV3& engineCopy, PerSampleCase const& cs, size_t workspace
     std::vector<unsigned char> workspace(workspaceBytes, 0xAB);
     void const* ins[3] = {cs.tokens.data(), cs.metric.data(), cs.mask.data()};
     void* outs[4] = {o.tokens.data(), o.kept.data(), o.mask.data(), &o.count};
-#ifdef SAINT_HOST_ENQUEUE
-    o.rc = ctx.runtime->enqueue(in.data(), out.data(), ins, outs, workspace.data(), nullptr);
-#else
-    (void) ins;
-    (void) outs;
-    o.rc = 77;
-#endif
+    o.rc = enqueueOnHost(*ctx.runtime, in, out, ins, outs, workspace);
     return o;
 }
 

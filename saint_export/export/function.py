@@ -126,23 +126,39 @@ def _vote(g: _Graph) -> None:
     g.n("Where", ["long_enough", "r_clamped", "i0"], "r")
 
 
-def _scores_and_order(g: _Graph) -> None:
-    """4. scores; 5. stable descending order (TopK breaks ties by the lower index)."""
-    g.n("Mul", ["S", "validf"], "Sv")
-    g.n("ReduceSum", ["Sv", "axl"], "sumv", keepdims=0)
+def score_nodes(g: _Graph, valid_s: str, row_s: str, columns: str) -> None:
+    """score = cnt * exp(gamma * (sum(valid_s) / max(cnt, 1) - tau)) where cnt > 0, else sum(row_s) / columns."""
+    g.n("ReduceSum", [valid_s, "axl"], "sumv", keepdims=0)
     g.n("Max", ["cntf", "f1"], "cnt_safe")
     g.n("Div", ["sumv", "cnt_safe"], "vmean")
     g.n("Sub", ["vmean", "thr"], "excess")
     g.n("Mul", ["gam", "excess"], "gx")
     g.n("Exp", ["gx"], "egx")
     g.n("Mul", ["cntf", "egx"], "cand")
-    g.n("ReduceSum", ["S", "axl"], "rowsum", keepdims=0)
-    g.n("Cast", ["Nb"], "Nbf", to=TensorProto.FLOAT)
+    g.n("ReduceSum", [row_s, "axl"], "rowsum", keepdims=0)
+    g.n("Cast", [columns], "Nbf", to=TensorProto.FLOAT)
     g.n("Div", ["rowsum", "Nbf"], "alt")
     g.n("Greater", ["cntf", "f0"], "has_edge")
     g.n("Where", ["has_edge", "cand", "alt"], "score")
+
+
+def _scores_and_order(g: _Graph) -> None:
+    """4. scores; 5. stable descending order (TopK breaks ties by the lower index)."""
+    g.n("Mul", ["S", "validf"], "Sv")
+    score_nodes(g, "Sv", "S", "Nb")
     g.n("Unsqueeze", ["Na", "ax0"], "Na1")
     g.n("TopK", ["score", "Na1"], ["_vals", "order"], axis=-1, largest=1, sorted=1)
+
+
+def head_and_b_positions(g: _Graph) -> None:
+    """head_b [B, P] = 0..P-1; bidx = 0..Nb-1; b_b [B, Nb] = input positions P + 1 + 2j of the b-tokens."""
+    g.n("Range", ["i0", "P", "i1"], "head")
+    g.per_sample("head", "P", "head_b")
+    g.n("Range", ["i0", "Nb", "i1"], "bidx")
+    g.n("Mul", ["bidx", "i2"], "bidx2")
+    g.n("Add", ["P", "i1"], "P_plus1")
+    g.n("Add", ["bidx2", "P_plus1"], "b_pos")
+    g.per_sample("b_pos", "Nb", "b_b")
 
 
 def _kept_tokens(g: _Graph) -> None:
@@ -151,13 +167,7 @@ def _kept_tokens(g: _Graph) -> None:
     g.n("Slice", ["order", "r1", "big1", "ax1"], "a_kept")
     g.n("Mul", ["a_kept", "i2"], "a_kept2")
     g.n("Add", ["a_kept2", "P"], "a_pos")
-    g.n("Range", ["i0", "P", "i1"], "head")
-    g.per_sample("head", "P", "head_b")
-    g.n("Range", ["i0", "Nb", "i1"], "bidx")
-    g.n("Mul", ["bidx", "i2"], "bidx2")
-    g.n("Add", ["P", "i1"], "P_plus1")
-    g.n("Add", ["bidx2", "P_plus1"], "b_pos")
-    g.per_sample("b_pos", "Nb", "b_b")
+    head_and_b_positions(g)
     g.n("Concat", ["head_b", "a_pos", "b_b"], "sorted_kept", axis=1)
     # 7. r == 0: identity order
     g.n("Sub", ["N", "r"], "M")

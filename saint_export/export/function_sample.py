@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .function import _const, _constants, _Graph, _normalised_halves, _similarity
+from .function import _const, _constants, _Graph, _normalised_halves, _similarity, head_and_b_positions, score_nodes
 from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PER_SAMPLE
 
 
@@ -68,19 +68,8 @@ def _vote(g: _Graph) -> None:
 def _order(g: _Graph) -> None:
     """Scores over the sample's own columns; rows outside the sample sort last; rank of each a-row."""
     g.n("Where", ["valid", "S", "f0"], "Sv")
-    g.n("ReduceSum", ["Sv", "axl"], "sumv", keepdims=0)
-    g.n("Max", ["cntf", "f1"], "cnt_safe")
-    g.n("Div", ["sumv", "cnt_safe"], "vmean")
-    g.n("Sub", ["vmean", "thr"], "excess")
-    g.n("Mul", ["gam", "excess"], "gx")
-    g.n("Exp", ["gx"], "egx")
-    g.n("Mul", ["cntf", "egx"], "cand")
     g.n("Where", ["col_valid", "S", "f0"], "Sc")
-    g.n("ReduceSum", ["Sc", "axl"], "rowsum", keepdims=0)
-    g.n("Cast", ["nb1"], "nbf", to=TensorProto.FLOAT)
-    g.n("Div", ["rowsum", "nbf"], "alt")
-    g.n("Greater", ["cntf", "f0"], "has_edge")
-    g.n("Where", ["has_edge", "cand", "alt"], "score")
+    score_nodes(g, "Sv", "Sc", "nb1")
     g.n("Where", ["row_valid", "score", "ninf"], "score_m")
     g.n("Unsqueeze", ["Na", "ax0"], "Na1")
     g.n("TopK", ["score_m", "Na1"], ["_vals", "order"], axis=-1, largest=1, sorted=1)
@@ -90,17 +79,11 @@ def _order(g: _Graph) -> None:
 
 def _keys(g: _Graph) -> None:
     """Sort key and input position of every token, laid out [head P, a-rows, b-rows]."""
-    g.n("Range", ["i0", "P", "i1"], "head")
-    g.per_sample("head", "P", "pos_h")
+    head_and_b_positions(g)
     g.n("Mul", ["arange_a", "i2"], "a2")
     g.n("Add", ["a2", "P"], "pos_a1")
     g.per_sample("pos_a1", "Na", "pos_a")
-    g.n("Range", ["i0", "Nb", "i1"], "arange_b")
-    g.n("Mul", ["arange_b", "i2"], "b2")
-    g.n("Add", ["P", "i1"], "P_plus1")
-    g.n("Add", ["b2", "P_plus1"], "pos_b1")
-    g.per_sample("pos_b1", "Nb", "pos_b")
-    g.n("Concat", ["pos_h", "pos_a", "pos_b"], "pos_all", axis=1)
+    g.n("Concat", ["head_b", "pos_a", "b_b"], "pos_all", axis=1)
     # kept a-row of rank k >= r_b -> slot P + k - r_b; b-column j -> P + Na_b - r_b + j; dropped -> N + position
     g.n("GreaterOrEqual", ["rank", "r1"], "a_after_r")
     g.n("And", ["a_after_r", "row_valid"], "a_keep")
@@ -108,14 +91,14 @@ def _keys(g: _Graph) -> None:
     g.n("Add", ["rank_r", "P"], "slot_a")
     g.n("Add", ["pos_a", "N"], "gone_a")
     g.n("Where", ["a_keep", "slot_a", "gone_a"], "key_a")
-    g.n("Unsqueeze", ["arange_b", "ax0"], "arange_b1")
+    g.n("Unsqueeze", ["bidx", "ax0"], "arange_b1")
     g.n("Less", ["arange_b1", "nb1"], "b_keep")
     g.n("Sub", ["na1", "r1"], "kept_a")
     g.n("Add", ["kept_a", "P"], "b_base")
     g.n("Add", ["arange_b1", "b_base"], "slot_b")
-    g.n("Add", ["pos_b", "N"], "gone_b")
+    g.n("Add", ["b_b", "N"], "gone_b")
     g.n("Where", ["b_keep", "slot_b", "gone_b"], "key_b")
-    g.n("Concat", ["pos_h", "key_a", "key_b"], "key_pruned", axis=1)
+    g.n("Concat", ["head_b", "key_a", "key_b"], "key_pruned", axis=1)
     # r_b == 0: the sample comes back unreordered
     g.n("Unsqueeze", ["len", "ax1"], "len1")
     g.n("Less", ["pos_all", "len1"], "real")

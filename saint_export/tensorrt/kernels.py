@@ -93,24 +93,25 @@ class KernelHarness:
         self.lib.saint_cuda_error_string.argtypes = [ctypes.c_int32]
         self._workspace: torch.Tensor | None = None
 
-    def _workspace_for(self, b: int, n: int, d: int, device) -> int:
-        ws_bytes = self.lib.saint_token_drop_workspace_size(b, n, d)
-        if self._workspace is None or self._workspace.numel() < ws_bytes or self._workspace.device != device:
-            self._workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=device)
-        return ws_bytes
-
-    def token_drop_per_sample(self, tokens: torch.Tensor, metric: torch.Tensor, mask: torch.Tensor | None = None,
-                              threshold: float = 0.75, k: int = 5, gamma: float = 10.0, protected: int = 1, fixed_r: int = -1):
-        """The per-sample vote: tokens [B, N, C], metric [B, N, D], mask [B, N] bool or None ->
-        (tokens_out [B, M, C], kept_index [B, M], mask_out [B, M] bool), as ``saint_drop_per_sample``."""
+    def _prepare(self, tokens, metric, threshold, k, gamma, protected, fixed_r):
+        """Parameters checked by the library; contiguous inputs; the workspace sized. -> (tokens, metric, bytes)"""
         b, n, c = tokens.shape
         d = metric.shape[-1]
         bad = self.lib.saint_token_drop_check(b, n, c, d, threshold, k, gamma, protected, fixed_r)
         if bad:
             raise ValueError(bad.decode())
-        tokens, metric = tokens.contiguous(), metric.contiguous()
+        ws_bytes = self.lib.saint_token_drop_workspace_size(b, n, d)
+        if self._workspace is None or self._workspace.numel() < ws_bytes or self._workspace.device != tokens.device:
+            self._workspace = torch.empty(ws_bytes, dtype=torch.uint8, device=tokens.device)
+        return tokens.contiguous(), metric.contiguous(), ws_bytes
+
+    def token_drop_per_sample(self, tokens: torch.Tensor, metric: torch.Tensor, mask: torch.Tensor | None = None,
+                              threshold: float = 0.75, k: int = 5, gamma: float = 10.0, protected: int = 1, fixed_r: int = -1):
+        """The per-sample vote: tokens [B, N, C], metric [B, N, D], mask [B, N] bool or None ->
+        (tokens_out [B, M, C], kept_index [B, M], mask_out [B, M] bool), as ``saint_drop_per_sample``."""
+        (b, n, c), d = tokens.shape, metric.shape[-1]
+        tokens, metric, ws_bytes = self._prepare(tokens, metric, threshold, k, gamma, protected, fixed_r)
         mask_bytes = None if mask is None else mask.to(torch.uint8).contiguous()
-        ws_bytes = self._workspace_for(b, n, d, tokens.device)
         out = torch.empty_like(tokens)
         kept = torch.empty(b, n, dtype=torch.int64, device=tokens.device)
         mask_out = torch.empty(b, n, dtype=torch.uint8, device=tokens.device)
@@ -131,13 +132,8 @@ class KernelHarness:
                    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
         """CUDA tensors tokens [B, N, C], metric [B, N, D] (same dtype) ->
         (tokens_out [B, M, C], kept_index [B, M], M), M read back from the device."""
-        b, n, c = tokens.shape
-        d = metric.shape[-1]
-        bad = self.lib.saint_token_drop_check(b, n, c, d, threshold, k, gamma, protected, fixed_r)
-        if bad:
-            raise ValueError(bad.decode())
-        tokens, metric = tokens.contiguous(), metric.contiguous()
-        ws_bytes = self._workspace_for(b, n, d, tokens.device)
+        (b, n, c), d = tokens.shape, metric.shape[-1]
+        tokens, metric, ws_bytes = self._prepare(tokens, metric, threshold, k, gamma, protected, fixed_r)
         if out is None:
             out = (torch.empty_like(tokens), torch.empty(b, n, dtype=torch.int64, device=tokens.device),
                    torch.empty(1, dtype=torch.int64, device=tokens.device))

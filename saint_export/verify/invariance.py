@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 TOLERANCE = 1e-5  # fp32: max |batch - alone| <= TOLERANCE * max(1, max |output|)
+FP16_INVARIANCE = 1e-2  # fp16 models: rounding differs with the batch's padded length
 
 
 def batch_vs_alone(run: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, batched: np.ndarray | None = None) -> float:
