@@ -89,8 +89,6 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in proto.metadata_props)
     tol = {**(FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES), **(tolerances or {})}
     module = built.module
-    with pruning(module, False):
-        dense = module(pixels).numpy()
     kept_names = drop_output_names(proto)
     traced: dict[str, Any] = {}
 
@@ -100,12 +98,18 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
         traced["drops"] = drops
         return {"logits": out.numpy(), **{name: kept.numpy() for name, (_, kept) in zip(kept_names, drops)}}
 
-    saint = function_runner("torch SAINT", torch_saint, tuple(pixels.shape[1:]))
-    ort = ort_runner(onnx_path, device, tuple(kept_names))
+    def torch_dense(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with pruning(module, False):
+            return {"logits": module(torch.from_numpy(feed["pixels"])).numpy()}
+
+    shape = tuple(pixels.shape[1:])
+    runners = [function_runner("torch SAINT", torch_saint, shape), function_runner("torch dense", torch_dense, shape),
+               ort_runner(onnx_path, device, tuple(kept_names))]
     # kept_index must be identical in fp32; in fp16 its differences are reported, not failed (shapes still must match)
     index_tol = (float("inf"), 0.0) if fp16 else (0.0, 0.0)
-    outputs, verdicts = compare([saint, ort], {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT")
-    ref, got, drops = outputs["torch SAINT"]["logits"], outputs[ort.name], traced["drops"]
+    outputs, verdicts = compare(runners, {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT", skip=("torch dense",))
+    ort = runners[-1]
+    ref, dense, got, drops = outputs["torch SAINT"]["logits"], outputs["torch dense"]["logits"], outputs[ort.name], traced["drops"]
     flop_ratio = vit_flops(module, dense_tokens(module, traced["blocks"][0].tokens_in)) / vit_flops(module, traced["blocks"])
     verdict = verdicts[ort.name]
     checks = [replace(compare_output("logits", ref, got["logits"], *tol["logits"]), passed=verdict["logits"])]
