@@ -182,7 +182,11 @@ class _SaintLayerMixin:
         if rule is None:  # a layer outside the schedule: stock forward, without the synthetic mask
             return super().forward(hidden_states, None, **kwargs)
         x, metric = self._saint_attention_half(hidden_states, kwargs)
-        x, _ = op_token_drop(x, metric, rule.threshold, rule.k, rule.gamma, self._saint_protected, rule.fixed_r)
+        drop = getattr(self, "_saint_drop", None)  # another drop rule (the VLM patch's iterative drop), or SAINT's
+        if drop is not None:
+            x = drop(x, metric)
+        else:
+            x, _ = op_token_drop(x, metric, rule.threshold, rule.k, rule.gamma, self._saint_protected, rule.fixed_r)
         if torch.compiler.is_exporting():
             # transformers' SDPA wrapper branches on ``q_length > 1``; the kept count is a fresh
             # symbol, so tell the tracer. True whenever N - P >= 4: M >= P + (N - P) // 2.
@@ -335,6 +339,7 @@ def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
             del attn.k_proj._saint_keys
             layer.__class__ = layer._saint_original
             del layer._saint_rule, layer._saint_protected, layer._saint_hook, layer._saint_state
+            layer.__dict__.pop("_saint_drop", None)
     if hasattr(model, "_saint_mask_hook"):
         model._saint_mask_hook.remove()
         base = _base_of(model)

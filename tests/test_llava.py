@@ -1,0 +1,141 @@
+"""LLaVA (transformers LlavaForConditionalGeneration) with SAINT's ViT-only mode, on tiny random
+configs: the official iterative drop, pruning off == stock, batch 1 == a transcription of the
+official algorithm, a left-padded batch == each sample alone, generate()."""
+
+import pytest
+import torch
+
+from official_saint_vlm import iterative_drop_full_graph
+from saint_export.errors import ConfigError
+from saint_export.inputs import photos, preprocess, synthetic_images
+from saint_export.models.config import ModelConfig
+from saint_export.reference.iterative import iterative_drop, round_sizes
+from saint_export.reference.patch import pruning
+
+transformers = pytest.importorskip("transformers", reason="needs transformers (pip install 'saint-export[hf]')")
+from saint_export.reference.patch.llava import LlavaSaint, apply_patch, remove_patch, shorten_spans  # noqa: E402
+
+IMAGE, PAD = 100, 0
+SAINT = LlavaSaint(vit_layer=1, keep=30, divisor=4)  # 64 patches -> 29 kept
+
+
+def clustered_keys(b, n, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(6, d, generator=g)[torch.randint(0, 6, (b, n), generator=g)] + 0.3 * torch.randn(b, n, d, generator=g)
+
+
+def test_round_sizes_reproduce_the_official_divisor_quirk():
+    assert round_sizes(576, 375, 16)[:4] == [36, 15, 35, 14] and sum(round_sizes(576, 375, 16)) == 201
+    assert round_sizes(576, 375, 16, quirk=False)[:3] == [36, 33, 31]
+    assert all(r >= 1 for r in round_sizes(40, 3, 64))  # upstream would divide by zero here
+
+
+@pytest.mark.parametrize("keep,divisor", [(376, 16), (100, 4), (577, 16)])
+def test_iterative_drop_equals_the_official_code_per_sample(keep, divisor):
+    x = torch.randn(3, 577, 8, generator=torch.Generator().manual_seed(1))
+    keys = clustered_keys(3, 577, 16, seed=keep)
+    got = iterative_drop(x, keys, keep, divisor)
+    assert got.tokens.shape == (3, keep, 8) and (got.kept_index.diff(dim=1) > 0).all()
+    for b in range(3):
+        assert torch.equal(got.tokens[b:b + 1], iterative_drop_full_graph(x[b:b + 1], keys[b:b + 1], keep, divisor))
+
+
+def tiny_llava(seed=0):
+    torch.manual_seed(seed)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
+                                           image_size=56, patch_size=7)
+    text = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                                    num_key_value_heads=2, vocab_size=128, max_position_embeddings=256, pad_token_id=PAD)
+    config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE, image_seq_length=64,
+                                      vision_feature_layer=-2)
+    return transformers.LlavaForConditionalGeneration(config).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    cfg = ModelConfig(alias="x", timm_name="x", input_size=56, mean=(0.5,) * 3, std=(0.5,) * 3)
+    return preprocess(synthetic_images(2, 56) + photos()[:1], cfg)
+
+
+def prompt(text_before, text_after):
+    return [1, *text_before, *([IMAGE] * 64), *text_after]
+
+
+def left_padded(rows):
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[PAD] * (width - len(r)) + r for r in rows])
+    return ids, (ids != PAD).long()
+
+
+@torch.no_grad()
+def official_vit_only(model, pixels, ids, saint):
+    """Batch 1: the tower run layer by layer with the official drop, LLaVA's feature selection and
+    projector, the placeholders cut to the feature count, the stock language model."""
+    tower = model.model.vision_tower
+    x = tower.pre_layrnorm(tower.embeddings(pixels))
+    hidden = [x]
+    for i, layer in enumerate(tower.encoder.layers):
+        if i == saint.vit_layer:
+            h = layer.layer_norm1(x)
+            keys = layer.self_attn.k_proj(h).view(1, x.shape[1], -1, layer.self_attn.head_dim).mean(2)
+            x = iterative_drop_full_graph(x + layer.self_attn(h, None)[0], keys, saint.keep, saint.divisor)
+            x = x + layer.mlp(layer.layer_norm2(x))
+        else:
+            x = layer(x, None)
+        hidden.append(x)
+    features = model.model.multi_modal_projector(hidden[model.config.vision_feature_layer][:, 1:])
+    keep = (ids != IMAGE) | (torch.cumsum(ids == IMAGE, dim=1) <= features.shape[1])
+    short = ids[keep].view(1, -1)
+    embeds = model.model.get_input_embeddings()(short).masked_scatter((short == IMAGE).unsqueeze(-1), features)
+    return model(inputs_embeds=embeds).logits, features
+
+
+def test_pruning_off_is_stock_and_vit_only_equals_the_official_algorithm(images):
+    model = tiny_llava()
+    ids = torch.tensor([prompt([5, 6], [7, 8, 9])])
+    with torch.no_grad():
+        stock = model(input_ids=ids, pixel_values=images[:1]).logits
+        stock_gen = model.generate(input_ids=ids, pixel_values=images[:1], max_new_tokens=4, do_sample=False)
+    apply_patch(model, SAINT)
+    tower = model.model.vision_tower
+    with torch.no_grad(), pruning(tower, False):
+        assert torch.equal(model(input_ids=ids, pixel_values=images[:1]).logits, stock)
+        assert torch.equal(model.generate(input_ids=ids, pixel_values=images[:1], max_new_tokens=4, do_sample=False), stock_gen)
+    expected, features = official_vit_only(model, images[:1], ids, SAINT)
+    with torch.no_grad():
+        got = model(input_ids=ids, pixel_values=images[:1]).logits
+    assert features.shape[1] == SAINT.keep - 1 and got.shape[1] == ids.shape[1] - (64 - features.shape[1])
+    assert (got - expected).abs().max() <= 1e-5
+    remove_patch(model)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, pixel_values=images[:1]).logits, stock)
+
+
+def test_left_padded_batch_equals_each_sample_alone_and_generates(images):
+    model = apply_patch(tiny_llava(seed=1), SAINT)
+    rows = [prompt([5], [7, 8]), prompt([5, 6, 9, 10], [7]), prompt([], [11, 12, 13, 14])]
+    ids, mask = left_padded(rows)
+    with torch.no_grad():
+        batch = model(input_ids=ids, attention_mask=mask, pixel_values=images).logits[:, -1]
+        generated = model.generate(input_ids=ids, attention_mask=mask, pixel_values=images, max_new_tokens=5, do_sample=False)
+    for i, row in enumerate(rows):
+        alone_ids = torch.tensor([row])
+        with torch.no_grad():
+            alone = model(input_ids=alone_ids, pixel_values=images[i:i + 1]).logits[:, -1]
+            alone_gen = model.generate(input_ids=alone_ids, pixel_values=images[i:i + 1], max_new_tokens=5, do_sample=False)
+        assert (batch[i] - alone[0]).abs().max() <= 1e-4
+        assert torch.equal(generated[i, -5:], alone_gen[0, -5:])
+
+
+def test_bipartite_rule_alternative_and_refusals(images):
+    model = apply_patch(tiny_llava(), LlavaSaint(vit_layer=1, rule="bipartite", threshold=0.5))
+    ids = torch.tensor([prompt([5], [7])] * 2)
+    with torch.no_grad():
+        out = model(input_ids=ids, pixel_values=images[:2]).logits
+    assert out.shape[1] < ids.shape[1]  # the vote dropped placeholders along with tokens
+    with pytest.raises(ConfigError, match="not implemented yet"):
+        apply_patch(tiny_llava(), LlavaSaint(mode="llm"))
+    with pytest.raises(ConfigError, match="vit_layer"):
+        apply_patch(tiny_llava(), LlavaSaint(vit_layer=9))
+    with pytest.raises(ConfigError, match="same number of images"):
+        shorten_spans(torch.tensor([[IMAGE, IMAGE, 3], [3, 3, 3]]), IMAGE, 1)
