@@ -89,21 +89,102 @@ def test_building_without_tensorrt_fails_in_one_line(exported, monkeypatch):
     assert not (folder / "x.plan").exists()
 
 
-def test_polygraphy_run_on_the_portable_model(exported, tmp_path):
+def polygraphy_cli(*args):
+    res = subprocess.run([str(POLYGRAPHY), *map(str, args)], capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def saved(exported):
+    """``validate --polygraphy``: real-redundancy inputs and PyTorch's logits in Polygraphy's formats."""
     folder, _ = exported
-    res = subprocess.run([str(POLYGRAPHY), "run", str(folder / "m.onnx"), "--onnxrt"], capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0 and "PASSED" in res.stdout + res.stderr, res.stdout + res.stderr
-    # real-redundancy inputs and PyTorch's logits, compared by Polygraphy against onnxruntime
-    data = tmp_path / "pg"
-    res = CliRunner().invoke(main, ["validate", str(folder / "m.onnx"), "--batch", "4", "--polygraphy", str(data)])
+    res = CliRunner().invoke(main, ["validate", str(folder / "m.onnx"), "--batch", "4", "--polygraphy", str(folder / "pg"),
+                                    "--json", str(folder / "v.json")])
     assert res.exit_code == 0, res.output
+    return folder / "pg", json.loads((folder / "v.json").read_text())
+
+
+def test_polygraphy_run_and_inspect_on_the_portable_model(exported):
+    folder, _ = exported
+    # its default data loader: random pixels, batch 1; the data-dependent token dims resolve at run time
+    rc, log = polygraphy_cli("run", folder / "m.onnx", "--onnxrt", "--onnx-outputs", "logits", *KEPT,
+                             "--save-outputs", folder / "random.json")
+    assert rc == 0 and "PASSED" in log, log
+    shapes = [v.shape for v in loaded_outputs(folder / "random.json").values()]
+    assert shapes[0] == (1, 1000) and shapes[1][0] == 1 and 197 >= shapes[1][1] >= shapes[2][1]
+    rc, log = polygraphy_cli("inspect", "model", folder / "m.onnx")
+    assert rc == 0 and "{pixels [dtype=float32, shape=('batch', 3, 224, 224)]}" in log and "'saint': 1" in log, log
+
+
+def test_polygraphy_run_against_pytorch_outputs(exported, saved):
+    folder, _ = exported
+    data, _ = saved
     assert json.loads((data / "saint_export.json").read_text())["tool"] == "saint-export"
-    cmd = [str(POLYGRAPHY), "run", str(folder / "m.onnx"), "--onnxrt", "--load-inputs", str(data / "inputs.json"),
-           "--load-outputs", str(data / "pytorch_outputs.json")]
-    res = subprocess.run(cmd + ["--atol", "logits:1e-4", "--rtol", "logits:1e-4"], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and "PASSED" in res.stdout + res.stderr, res.stdout + res.stderr
-    res = subprocess.run(cmd + ["--atol", "logits:0", "--rtol", "logits:0"], capture_output=True, text=True, timeout=300)
-    assert res.returncode != 0 and "FAILED" in res.stdout + res.stderr  # the comparison is real: exact equality fails
+    cmd = ["run", folder / "m.onnx", "--onnxrt", "--load-inputs", data / "inputs.json", "--load-outputs", data / "pytorch_outputs.json"]
+    rc, log = polygraphy_cli(*cmd, "--atol", "logits:1e-4", "--rtol", "logits:1e-4")
+    assert rc == 0 and "PASSED" in log, log
+    rc, log = polygraphy_cli(*cmd, "--atol", "logits:0", "--rtol", "logits:0")
+    assert rc != 0 and "FAILED" in log  # the comparison is real: exact equality fails
     again = CliRunner().invoke(main, ["validate", str(folder / "m.onnx"), "--batch", "4", "--polygraphy", str(data)])
     assert again.exit_code == 0, again.output  # its own files are replaced on a re-run
+
+
+def test_polygraphy_run_prunes_like_our_onnxruntime_runner(exported, saved):
+    """On the saved inputs (photos, generated images) its run prunes: the tokens per layer are
+    validate's, and every output equals our onnxruntime runner's, kept_index exactly."""
+    import numpy as np
+
+    from saint_export.verify.runners import compare, function_runner, ort_runner
+
+    folder, _ = exported
+    data, report = saved
+    rc, log = polygraphy_cli("run", folder / "m.onnx", "--onnxrt", "--load-inputs", data / "inputs.json",
+                             "--onnx-outputs", "logits", *KEPT, "--save-outputs", folder / "run.json")
+    assert rc == 0 and "PASSED" in log, log
+    theirs = loaded_outputs(folder / "run.json")
+    assert [theirs[name].shape[1] for name in KEPT] == report["tokens_onnx"] and report["tokens_onnx"][-1] < 197
+    feed = {"pixels": json_inputs(data / "inputs.json")}
+    runners = [ort_runner(folder / "m.onnx", extra_outputs=KEPT), function_runner("polygraphy run", lambda _: theirs, (3, 224, 224))]
+    _, checks = compare(runners, feed, {"logits": (1e-5, 1e-5), "": (0.0, 0.0)}, reference="onnxruntime")
+    assert sorted(checks["polygraphy run"]) == sorted(["logits", *KEPT])
+    assert all(c.passed for c in checks["polygraphy run"].values()), checks
+    assert np.array_equal(theirs["kept_index_block0"][:, :1], np.zeros((4, 1)))  # the class token is protected
+
+
+KEPT = ("kept_index_block0", "kept_index_block1")
+
+
+def loaded_outputs(path):
+    from polygraphy.comparator import RunResults
+
+    (_, iterations), = RunResults.load(str(path))
+    return {k: iterations[0][k] for k in ("logits", *KEPT)}
+
+
+def json_inputs(path):
+    from polygraphy.json import load_json
+
+    return load_json(str(path))[0]["pixels"]
+
+
+def test_compare_is_polygraphys_rule_with_errors_relative_to_the_reference():
+    """``runners.compare``: an element fails when it exceeds both atol and rtol·|reference| (so
+    atol = rtol = 1e-4 fails a 1.5e-4 error at 1.0, which numpy.allclose's atol + rtol·|ref| would
+    pass); relative errors divide by the reference; integers are exact; shapes must match."""
+    import numpy as np
+
+    from saint_export.verify.runners import compare, function_runner
+
+    ref = {"logits": np.array([[2.0, 1.0]], np.float32), "kept": np.array([[0, 3]]), "wide": np.zeros((1, 2), np.float32)}
+    same = {"kept": ref["kept"], "wide": ref["wide"]}
+    outs = {"close": {**same, "logits": np.array([[2.00019, 1.00009]], np.float32)},  # rel 0.95e-4, abs 0.9e-4
+            "band": {**same, "logits": np.array([[2.0, 1.00015]], np.float32)},
+            "far": {"logits": np.array([[3.0, 1.0]], np.float32), "kept": np.array([[0, 4]]), "wide": np.zeros((1, 3), np.float32)}}
+    runners = [function_runner(name, lambda _, out=out: out, (2,)) for name, out in [("ref", ref), *outs.items()]]
+    _, checks = compare(runners, {"pixels": np.zeros((1, 2), np.float32)}, {"logits": (1e-4, 1e-4), "": (0.0, 0.0)}, "ref")
+    close, band, far = checks["close"], checks["band"], checks["far"]
+    assert all(c.passed for c in close.values()) and all(c.passed for name, c in band.items() if name != "logits")
+    assert not band["logits"].passed and band["logits"].max_abs == pytest.approx(1.5e-4, rel=1e-2)
+    assert not far["logits"].passed and far["logits"].max_rel == pytest.approx(0.5)  # 1 / |2.0|, not 1 / |3.0|
+    assert not far["kept"].passed and (far["kept"].max_abs, far["kept"].max_rel) == (1.0, 0.0)
+    assert not far["wide"].passed and far["wide"].note == "shape mismatch" and far["wide"].got_shape == [1, 3]

@@ -89,7 +89,8 @@ images_option = click.option("--images", "image_dir", type=click.Path(file_okay=
                              help="Folder of your images (default: scikit-image photos + generated images with redundancy).")
 batch_option = click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Batch size of the comparison.")
 tolerance_option = click.option("--tol", "tol", multiple=True, metavar="NAME=ATOL[:RTOL]",
-                                help="Per-output tolerance, e.g. logits=1e-3:1e-3 (default logits=1e-4:1e-4; fp16 1e-2; kept_index exact).")
+                                help="Per-output tolerance, e.g. logits=1e-3:1e-3 (default logits=1e-4:1e-4; fp16 1e-2; kept_index exact); "
+                                "an element fails when its error exceeds both ATOL and RTOL*|PyTorch| (Polygraphy's rule).")
 device_option = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                              help="cuda: onnxruntime's CUDA provider (pip install 'saint-export[gpu]') and PyTorch on the GPU.")
 force_option = click.option("--force", is_flag=True, help="Replace files that saint-export did not write (its own are replaced anyway).")

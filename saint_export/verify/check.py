@@ -13,7 +13,7 @@ import torch
 from ..errors import InputError
 from ..models.build import BuiltModel
 from .backends import Backend
-from .compare import agreement, compare_output, describe_agreement
+from .compare import agreement, describe_agreement
 from .runners import compare, function_runner
 
 
@@ -70,17 +70,17 @@ def compare_backends(pixels: torch.Tensor, backends: dict[str, Backend], atol: f
     error and agreement with SAINT and with dense."""
     runners = [function_runner(name, lambda feed, fn=fn: {"logits": fn(torch.from_numpy(feed["pixels"]))}, tuple(pixels.shape[1:]))
                for name, fn in backends.items()]
-    results, verdicts = compare(runners, {"pixels": pixels.numpy()}, {"": (atol, rtol)}, "torch SAINT", skip=("torch dense",))
+    results, checks = compare(runners, {"pixels": pixels.numpy()}, {"": (atol, rtol)}, "torch SAINT", skip=("torch dense",))
     outputs = {name: out["logits"] for name, out in results.items()}
     ref, dense = outputs["torch SAINT"], outputs["torch dense"]
     rows = []
     for name, out in outputs.items():
         if name in ("torch SAINT", "torch dense"):
             continue
-        check = compare_output("logits", ref, out, atol, rtol)
+        check = checks[name]["logits"]
         rows.append({"backend": name, "max_abs": check.max_abs, "max_rel": check.max_rel,
                      "vs_saint": agreement(out, ref, classifier), "vs_dense": agreement(out, dense, classifier),
-                     "passed": verdicts[name]["logits"]})
+                     "passed": check.passed})
     return {"rows": rows, "saint_vs_dense": agreement(ref, dense, classifier), "passed": all(r["passed"] for r in rows)}
 
 

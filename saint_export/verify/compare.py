@@ -1,6 +1,7 @@
-"""Output comparison shared by ``validate`` and ``check``: per-output tolerances, exact indices,
-and fidelity to a reference that suits the model's output (top-1 for classifiers; embedding
-cosine and nearest-neighbour agreement for backbones, where an argmax means nothing)."""
+"""What ``validate`` and ``check`` report beside Polygraphy's verdicts (``runners.compare``):
+per-output tolerances, the rows of ``kept_index`` that differ, and fidelity to a reference that
+suits the model's output (top-1 for classifiers; embedding cosine and nearest-neighbour agreement
+for backbones, where an argmax means nothing)."""
 
 from __future__ import annotations
 
@@ -40,19 +41,11 @@ def parse_tolerances(items: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     return tol
 
 
-def compare_output(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float, exact_index: bool = True) -> OutputCheck:
-    """One output against its reference: shape, max abs/rel error, pass if |d| <= atol + rtol*|ref| (integers: exact)."""
-    if ref.shape != got.shape:
-        return OutputCheck(name, list(ref.shape), list(got.shape), float("nan"), float("nan"), atol, rtol, False, "shape mismatch")
-    if ref.dtype.kind in "iu":
-        rows = int((ref != got).any(axis=-1).sum())
-        note = "identical" if not rows else f"{rows} of {ref.shape[0]} rows differ" + ("" if exact_index else " (fp16: reported, not failed)")
-        return OutputCheck(name, list(ref.shape), list(got.shape), float(np.abs(ref - got).max(initial=0)), 0.0, 0, 0,
-                           rows == 0 or not exact_index, note)
-    diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))
-    rel = diff / np.maximum(np.abs(ref.astype(np.float64)), 1e-12)
-    passed = bool(np.all(diff <= atol + rtol * np.abs(ref)))
-    return OutputCheck(name, list(ref.shape), list(got.shape), float(diff.max(initial=0)), float(rel.max(initial=0)), atol, rtol, passed)
+def index_note(ref: np.ndarray, got: np.ndarray, exact: bool = True) -> str:
+    """How many rows of a ``kept_index`` [B, N'] differ from the reference's (same shapes): the fp16
+    flip report (Polygraphy's verdict has no count of rows)."""
+    rows = int((ref != got).any(axis=-1).sum())
+    return "identical" if not rows else f"{rows} of {ref.shape[0]} rows differ" + ("" if exact else " (fp16: reported, not failed)")
 
 
 def agreement(got: np.ndarray, ref: np.ndarray, classifier: bool) -> dict[str, float]:

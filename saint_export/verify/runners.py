@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .compare import OutputCheck
+
 
 def quiet_polygraphy(severity: str = "CRITICAL") -> None:
     """Polygraphy's logger at ``severity``, without colours: our own tables and errors report results."""
@@ -70,28 +72,39 @@ def ort_runner(path: Path, device: str = "cpu", extra_outputs: tuple[str, ...] =
 
 
 def compare(runners: list, feed: dict[str, np.ndarray], tolerances: dict[str, tuple[float, float]],
-            reference: str, skip: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, bool]]]:
+            reference: str, skip: tuple[str, ...] = ()) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, OutputCheck]]]:
     """Run every runner on ``feed`` with ``Comparator.run`` and compare each one not in ``skip`` with
     ``reference`` (``SimpleCompareFunc``, shapes checked, ``tolerances``: name -> (atol, rtol), key
-    ``""`` = every other output). Returns (outputs per runner, per-output verdicts per runner)."""
+    ``""`` = every other output). Returns (outputs per runner, an :class:`OutputCheck` per output per
+    runner: Polygraphy's verdict, max abs error and max error relative to the reference).
+
+    Polygraphy's elementwise rule: an element fails when it exceeds both atol and rtol·|reference|
+    (``polygraphy run --atol --rtol`` applies the same rule; ``numpy.allclose`` would use their sum)."""
     _, Comparator, SimpleCompareFunc = polygraphy()
     with np.errstate(divide="ignore", invalid="ignore"):  # relative errors of equal integers are 0 / 0
-        return _compare(Comparator, SimpleCompareFunc, runners, feed, tolerances, reference, skip)
+        results = Comparator.run(runners, data_loader=[feed])
+        outputs = {name: {k: np.asarray(v) for k, v in iterations[0].items()} for name, iterations in results}
+        names = [name for name, _ in results]
+        ref = names.index(reference)
+        # (other, reference): Polygraphy divides by the second output, so relative errors are against the reference
+        pairs = [(i, ref) for i, name in enumerate(names) if i != ref and name not in skip]
+        func = SimpleCompareFunc(atol={k: a for k, (a, _) in tolerances.items()}, rtol={k: r for k, (_, r) in tolerances.items()})
+        accuracy = Comparator.compare_accuracy(results, compare_func=func, comparisons=pairs, fail_fast=False)
+    checks: dict[str, dict[str, OutputCheck]] = {}
+    for accuracy_result in accuracy:
+        for (other, _), iterations in accuracy_result.items():
+            checks[other] = {output: _output_check(output, outputs[reference][output], outputs[other][output],
+                                                   verdict, tolerances) for output, verdict in iterations[0].items()}
+    return outputs, checks
 
 
-def _compare(Comparator, SimpleCompareFunc, runners, feed, tolerances, reference, skip):
-    results = Comparator.run(runners, data_loader=[feed])
-    names = [name for name, _ in results]
-    outputs = {name: {k: np.asarray(v) for k, v in iterations[0].items()} for name, iterations in results}
-    ref = names.index(reference)
-    pairs = [(ref, i) for i, name in enumerate(names) if i != ref and name not in skip]
-    compare_func = SimpleCompareFunc(atol={k: a for k, (a, _) in tolerances.items()}, rtol={k: r for k, (_, r) in tolerances.items()})
-    accuracy = Comparator.compare_accuracy(results, compare_func=compare_func, comparisons=pairs, fail_fast=False)
-    verdicts: dict[str, dict[str, bool]] = {}
-    for result in accuracy:
-        for (_, other), iterations in result.items():
-            verdicts[other] = {output: bool(check) for output, check in iterations[0].items()}
-    return outputs, verdicts
+def _output_check(name: str, ref: np.ndarray, got: np.ndarray, result, tolerances) -> OutputCheck:
+    """Polygraphy's result for one output (False alone when the shapes differ) as an OutputCheck."""
+    atol, rtol = tolerances.get(name, tolerances.get("", (0.0, 0.0)))
+    if ref.shape != got.shape or not hasattr(result, "max_absdiff"):
+        return OutputCheck(name, list(ref.shape), list(got.shape), float("nan"), float("nan"), atol, rtol, False, "shape mismatch")
+    return OutputCheck(name, list(ref.shape), list(got.shape), float(result.max_absdiff),
+                       float(result.max_reldiff) if ref.dtype.kind == "f" else 0.0, atol, rtol, bool(result))
 
 
 def save_for_polygraphy(folder: Path, feed: dict[str, np.ndarray], reference: dict[str, np.ndarray],
