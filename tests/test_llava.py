@@ -1,11 +1,12 @@
-"""LLaVA (transformers LlavaForConditionalGeneration) with SAINT's ViT-only mode, on tiny random
+"""LLaVA (transformers LlavaForConditionalGeneration) with SAINT's three VLM modes on tiny random
 configs: the official iterative drop, pruning off == stock, batch 1 == a transcription of the
-official algorithm, a left-padded batch == each sample alone, generate()."""
+official algorithms (tower, language model, both), a left-padded batch == each sample alone,
+generate()."""
 
 import pytest
 import torch
 
-from official_saint_vlm import iterative_drop_full_graph
+from official_saint_vlm import iterative_drop_full_graph, llm_only_prefill_and_decode
 from saint_export.errors import ConfigError
 from saint_export.inputs import photos, preprocess, synthetic_images
 from saint_export.models.config import ModelConfig
@@ -13,6 +14,7 @@ from saint_export.reference.iterative import iterative_drop, round_sizes
 from saint_export.reference.patch import pruning
 
 transformers = pytest.importorskip("transformers", reason="needs transformers (pip install 'saint-export[hf]')")
+from saint_export.reference.patch import llama_prefill  # noqa: E402
 from saint_export.reference.patch.llava import LlavaSaint, apply_patch, remove_patch, shorten_spans  # noqa: E402
 
 IMAGE, PAD = 100, 0
@@ -40,7 +42,7 @@ def test_iterative_drop_equals_the_official_code_per_sample(keep, divisor):
         assert torch.equal(got.tokens[b:b + 1], iterative_drop_full_graph(x[b:b + 1], keys[b:b + 1], keep, divisor))
 
 
-def tiny_llava(seed=0):
+def tiny_llava(seed=0, attention="sdpa"):
     torch.manual_seed(seed)
     vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
                                            image_size=56, patch_size=7)
@@ -48,7 +50,9 @@ def tiny_llava(seed=0):
                                     num_key_value_heads=2, vocab_size=128, max_position_embeddings=256, pad_token_id=PAD)
     config = transformers.LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE, image_seq_length=64,
                                       vision_feature_layer=-2)
-    return transformers.LlavaForConditionalGeneration(config).eval()
+    model = transformers.LlavaForConditionalGeneration(config).eval()
+    model.set_attn_implementation(attention)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +72,9 @@ def left_padded(rows):
 
 
 @torch.no_grad()
-def official_vit_only(model, pixels, ids, saint):
+def official_tower(model, pixels, ids, saint):
     """Batch 1: the tower run layer by layer with the official drop, LLaVA's feature selection and
-    projector, the placeholders cut to the feature count, the stock language model."""
+    projector, the placeholders cut to the feature count. Returns (the LM's input embeddings, its ids)."""
     tower = model.model.vision_tower
     x = tower.pre_layrnorm(tower.embeddings(pixels))
     hidden = [x]
@@ -87,7 +91,13 @@ def official_vit_only(model, pixels, ids, saint):
     keep = (ids != IMAGE) | (torch.cumsum(ids == IMAGE, dim=1) <= features.shape[1])
     short = ids[keep].view(1, -1)
     embeds = model.model.get_input_embeddings()(short).masked_scatter((short == IMAGE).unsqueeze(-1), features)
-    return model(inputs_embeds=embeds).logits, features
+    return embeds, short
+
+
+@torch.no_grad()
+def official_vit_only(model, pixels, ids, saint):
+    embeds, short = official_tower(model, pixels, ids, saint)
+    return model(inputs_embeds=embeds).logits, int((short == IMAGE).sum())
 
 
 def test_pruning_off_is_stock_and_vit_only_equals_the_official_algorithm(images):
@@ -104,7 +114,7 @@ def test_pruning_off_is_stock_and_vit_only_equals_the_official_algorithm(images)
     expected, features = official_vit_only(model, images[:1], ids, SAINT)
     with torch.no_grad():
         got = model(input_ids=ids, pixel_values=images[:1]).logits
-    assert features.shape[1] == SAINT.keep - 1 and got.shape[1] == ids.shape[1] - (64 - features.shape[1])
+    assert features == SAINT.keep - 1 and got.shape[1] == ids.shape[1] - (64 - features)
     assert (got - expected).abs().max() <= 1e-5
     remove_patch(model)
     with torch.no_grad():
@@ -133,9 +143,97 @@ def test_bipartite_rule_alternative_and_refusals(images):
     with torch.no_grad():
         out = model(input_ids=ids, pixel_values=images[:2]).logits
     assert out.shape[1] < ids.shape[1]  # the vote dropped placeholders along with tokens
-    with pytest.raises(ConfigError, match="not implemented yet"):
-        apply_patch(tiny_llava(), LlavaSaint(mode="llm"))
     with pytest.raises(ConfigError, match="vit_layer"):
         apply_patch(tiny_llava(), LlavaSaint(vit_layer=9))
     with pytest.raises(ConfigError, match="same number of images"):
         shorten_spans(torch.tensor([[IMAGE, IMAGE, 3], [3, 3, 3]]), IMAGE, 1)
+
+
+# --------------------------------------------------------------------------- LLM-only and hybrid
+
+LLM = dict(llm_start=1, llm_end=2, llm_threshold=0.5)  # the tiny Llama's 4 layers: prune after layers 1 and 2
+MODES = {"llm": LlavaSaint(mode="llm", **LLM),
+         "hybrid": LlavaSaint(mode="hybrid", vit_layer=1, keep=30, divisor=4, **LLM)}
+
+
+@torch.no_grad()
+def generated(model, steps, **inputs):
+    out = model.generate(**inputs, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, output_logits=True,
+                         return_dict_in_generate=True)
+    return out.sequences[:, -steps:], torch.stack(out.logits, dim=1)
+
+
+@torch.no_grad()
+def official_lm_inputs(model, pixels, ids, saint):
+    """The language model's input embeddings and ids at batch 1: the official tower in hybrid mode, the
+    stock one in LLM-only mode."""
+    if saint.prunes_tower:
+        return official_tower(model, pixels, ids, saint)
+    inner = model.model
+    features = inner.get_image_features(pixel_values=pixels, return_dict=True).pooler_output[0]
+    return inner.get_input_embeddings()(ids).masked_scatter((ids == IMAGE).unsqueeze(-1), features.unsqueeze(0)), ids
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("quirk", [False, True])
+def test_llm_modes_at_batch_1_equal_the_official_algorithm(images, mode, quirk):
+    model = tiny_llava()
+    ids = torch.tensor([prompt([5, 6], [7, 8, 9])])
+    with torch.no_grad():
+        stock = model(input_ids=ids, pixel_values=images[:1]).logits
+    stock_ids, stock_logits = generated(model, 4, input_ids=ids, pixel_values=images[:1])
+    saint = MODES[mode].__class__(**{**MODES[mode].__dict__, "llm_position_quirk": quirk})
+    apply_patch(model, saint)
+    with torch.no_grad(), pruning(model, False):
+        assert torch.equal(model(input_ids=ids, pixel_values=images[:1]).logits, stock)
+        off_ids, off_logits = generated(model, 4, input_ids=ids, pixel_values=images[:1])
+    assert torch.equal(off_ids, stock_ids) and torch.equal(off_logits, stock_logits)
+
+    embeds, short = official_lm_inputs(model, images[:1], ids, saint)
+    sys_len, image_len = int((short[0] == IMAGE).nonzero()[0]), int((short == IMAGE).sum())
+    assert image_len == (saint.keep - 1 if saint.prunes_tower else 64)  # hybrid: the LM's span is what the tower kept
+    lm = model.model.language_model
+    official_logits, official_ids = llm_only_prefill_and_decode(lm, model.lm_head, embeds, sys_len, image_len, 1, 2, 0.5, steps=6,
+                                                      position_step=2 if quirk else 1)
+    with torch.no_grad():
+        got = model(input_ids=ids, pixel_values=images[:1]).logits
+    kept = llama_prefill.kept_counts(lm)
+    assert len(kept) == 2 and kept[0][0] < image_len and got.shape[1] == short.shape[1] - (image_len - kept[-1][0])
+    assert (got[:, -1] - official_logits[:, 0]).abs().max() <= 1e-5
+    new_ids, new_logits = generated(model, 6, input_ids=ids, pixel_values=images[:1])
+    assert torch.equal(new_ids, official_ids) and (new_logits - official_logits).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_llm_modes_left_padded_batch_equals_each_sample_alone(images, mode, attention):
+    model = apply_patch(tiny_llava(seed=1, attention=attention), MODES[mode])
+    lm = model.model.language_model
+    rows = [prompt([5], [7, 8]), prompt([5, 6, 9, 10], [7]), prompt([], [11, 12, 13, 14])]
+    ids, mask = left_padded(rows)
+    with torch.no_grad():
+        batch = model(input_ids=ids, attention_mask=mask, pixel_values=images).logits[:, -1]
+    batch_kept = llama_prefill.kept_counts(lm)
+    batch_ids, batch_logits = generated(model, 5, input_ids=ids, attention_mask=mask, pixel_values=images)
+    for i, row in enumerate(rows):
+        alone_ids = torch.tensor([row])
+        with torch.no_grad():
+            alone = model(input_ids=alone_ids, pixel_values=images[i:i + 1]).logits[:, -1]
+        assert [layer[i] for layer in batch_kept] == [layer[0] for layer in llama_prefill.kept_counts(lm)]
+        ids_i, logits_i = generated(model, 5, input_ids=alone_ids, pixel_values=images[i:i + 1])
+        assert (batch[i] - alone[0]).abs().max() <= 1e-4
+        assert (batch_logits[i] - logits_i[0]).abs().max() <= 1e-4 and torch.equal(batch_ids[i], ids_i[0])
+    assert len(set(batch_kept[0])) > 1  # the samples kept different counts: a batch-mean vote would differ
+
+
+def test_llm_mode_refusals(images):
+    with pytest.raises(ConfigError, match="must lie in"):
+        apply_patch(tiny_llava(), LlavaSaint(mode="llm", llm_start=2, llm_end=9))
+    with pytest.raises(ConfigError, match="attention"):
+        apply_patch(tiny_llava(attention="flex_attention"), MODES["llm"])
+    model = apply_patch(tiny_llava(), MODES["llm"])
+    ids = torch.tensor([prompt([5], [7])])
+    with pytest.raises(ConfigError, match="labels"), torch.no_grad():
+        model(input_ids=ids, pixel_values=images[:1], labels=ids)
+    remove_patch(model)
+    assert not hasattr(model.model.language_model, "_saint_prefill") and not model.model.language_model._forward_pre_hooks
