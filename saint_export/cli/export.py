@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
 
+from .llava import llava_options, not_vision, run_vision
 from .options import (Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
                       images_option, json_option, model_options, out_option, parse_batches, quiet_option, reports_errors,
                       require_file, stack_options, tolerance_option)
@@ -66,19 +68,30 @@ def _validate(onnx_path, built, image_dir, batch, tol, device, json_path, force,
               help="Engine precision (the plugin's similarity math stays fp32).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="TensorRT timing cache, reused across builds.")
 @click.option("--version-compatible", is_flag=True, help="Build a version-compatible engine.")
+@click.option("--vision", is_flag=True, help="LLaVA models: export the vision encoder (tower + projector, ViT-only SAINT).")
+@llava_options
 @device_option
 @reports_errors
 def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, engine, engine_batch, precision,
-            timing_cache, version_compatible, device, **opts) -> None:
+            timing_cache, version_compatible, vision, device, **opts) -> None:
     """Export MODEL to ONNX (portable + TensorRT-lowered) and validate against PyTorch.
 
     Writes OUT/MODEL.onnx, OUT/MODEL.trt.onnx and OUT/validation.json; exits 1 when
-    validation fails, 0 when it passes.
+    validation fails, 0 when it passes. For a LLaVA model, --vision writes
+    OUT/MODEL_vision.onnx, OUT/MODEL_vision.trt.onnx and OUT/vision_validation.json.
     """
     from ..export.pipeline import output_folder
     from ..io import check_writable
+    from ..models.registry import resolve
+    from .llava import llava_overrides
 
     progress = Progress(quiet)
+    llava = resolve(opts["model_name"]).is_llava
+    if llava and not vision:
+        raise not_vision(resolve(opts["model_name"]).alias)
+    overrides = llava_overrides(opts)
+    if not (vision or llava) and overrides:
+        raise ConfigError("--mode, --vit-layer, --keep, --rule, --quirk, --llm-layers and --llm-threshold are LLaVA options")
     options = None
     if engine:
         from ..tensorrt.engine import EngineOptions
@@ -87,6 +100,9 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
         lo, mid, hi = (parse_batches(engine_batch, "--engine-batch") + [0, 0, 0])[:3]
         options = EngineOptions(batch=(lo, mid or lo, hi or mid or lo), precision=precision, version_compatible=version_compatible,
                                 timing_cache=Path(timing_cache) if timing_cache else None).validate()
+    if vision:
+        return run_vision(opts, overrides, out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, device,
+                          options, engine)
     built = build_from_options(opts)
     report_path = check_writable(output_folder(opts["model_name"], out) / "validation.json", force)
     built, result = _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress, built)
@@ -131,6 +147,13 @@ def validate_cmd(onnx_file, model_name, weights, checkpoint, image_dir, batch, t
     require_file(onnx_file, "ONNX model")
     if json_path:
         check_writable(json_path, force)
+    from ..export.vision import is_vision_onnx
+
+    if is_vision_onnx(Path(onnx_file)):
+        from .llava import validate_vision_file
+
+        sys.exit(validate_vision_file(Path(onnx_file), model_name, checkpoint, weights, image_dir, batch, tol, device, json_path,
+                                      force))
     built = built_from_onnx(Path(onnx_file), model_name, checkpoint, weights)
     passed = _validate(Path(onnx_file), built, image_dir, batch, tol, device, json_path, force, Progress(), polygraphy_dir)
     sys.exit(0 if passed else 1)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
+from .llava import llava_options
 from .options import (Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
                       images_option, json_option, model_options, out_option, parse_batches, reports_errors)
 
@@ -53,27 +55,41 @@ def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset
 @model_options
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["ort", "torch", "trt"]), default=("ort", "torch"),
               show_default=True, help="Backends to time (repeatable).")
-@click.option("--batch", "batch_text", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--batch", "batch_text", default=None, help="Comma-separated batch sizes [default: 1,8,32; LLaVA: 2].")
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Timed rounds per batch size (at least).")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Minimum timed seconds per model and batch size.")
+@click.option("--new-tokens", type=click.IntRange(min=2), default=16, show_default=True, help="LLaVA: tokens generated per round.")
+@llava_options
 @images_option
 @device_option
 @out_option
 @force_option
 @reports_errors
-def bench_cmd(backends, batch_text, iters, warmup, min_seconds, image_dir, device, out, force, **opts) -> None:
+def bench_cmd(backends, batch_text, iters, warmup, min_seconds, new_tokens, image_dir, device, out, force, **opts) -> None:
     """Dense vs SAINT throughput (images/s, latency percentiles) with the FLOP ratio beside it.
 
     All models of one batch size run round-robin, so machine noise hits them alike; speedups
-    are medians of per-round ratios with their interquartile range.
+    are medians of per-round ratios with their interquartile range. For a LLaVA model: prefill
+    latency, image tokens per layer and decode speed of dense and each SAINT mode (--iters
+    prefill rounds, default 10), on the CPU.
     """
+    from ..models.registry import resolve
+
+    if resolve(opts["model_name"]).is_llava:
+        from .llava import bench_llava_cmd
+
+        return bench_llava_cmd(opts, batch_text, iters, image_dir, out, force, new_tokens)
+    from .llava import llava_overrides
+
+    if llava_overrides(opts):
+        raise ConfigError("--mode, --vit-layer, --keep, --rule, --quirk, --llm-layers and --llm-threshold are LLaVA options")
     from .. import bench
     from ..export.pipeline import output_folder
     from ..io import check_writable, write_json
     from ..plots import plot_throughput
 
-    batches = parse_batches(batch_text)
+    batches = parse_batches(batch_text or "1,8,32")
     if "trt" in backends:
         from ..tensorrt.engine import require_tensorrt
 

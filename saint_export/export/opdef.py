@@ -93,7 +93,9 @@ def register_schema() -> None:
 
 
 def translation_table() -> dict:
-    """torch.onnx dynamo exporter entry: ``saint::token_drop`` -> one SaintTokenDrop node."""
+    """torch.onnx dynamo exporter entry: ``saint::token_drop`` -> one SaintTokenDrop node; a stable
+    ``torch.sort`` (the iterative drop's) -> torchlib's sort, one TopK, whose ties go to the lower
+    index (the ONNX spec): what ``stable=True`` means."""
     import onnxscript
     import torch
 
@@ -111,5 +113,8 @@ def translation_table() -> dict:
         return opset2.SaintTokenDrop(tokens, metric, mask, threshold=float(threshold), k=int(k), gamma=float(gamma),
                                      protected=int(protected), fixed_r=int(fixed_r), per_sample=1, _num_outputs=3)
 
+    from onnxscript.function_libs.torch_lib.ops.core import aten_sort
+
     return {torch.ops.saint.token_drop.default: saint_token_drop,
-            torch.ops.saint.token_drop_sample.default: saint_token_drop_sample}
+            torch.ops.saint.token_drop_sample.default: saint_token_drop_sample,
+            torch.ops.aten.sort.stable: aten_sort}

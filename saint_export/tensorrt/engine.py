@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError, StageError
+from ..export.opdef import DOMAIN
 from ..io import write_json, write_with
 from ..models.record import ModelRecord
 from .sidecar import sidecar, sidecar_path
@@ -110,20 +111,20 @@ class EngineLoaders:
     engine_bytes: Any  # EngineBytesFromNetwork
 
 
-def builder_settings(options: EngineOptions, lib: Path) -> Callable[[Any, Any, Any], None]:
+def builder_settings(options: EngineOptions, lib: Path | None) -> Callable[[Any, Any, Any], None]:
     """What CreateConfig has no argument for without importing TensorRT: the workspace pool limit,
     and the plugin library to serialize into version-compatible engines."""
     def apply(builder, network, config) -> None:
         import tensorrt as trt
 
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-        if options.plugin_embedded:
+        if options.plugin_embedded and lib is not None:
             config.plugins_to_serialize = [str(lib)]
     return apply
 
 
-def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path, input_shape: tuple[int, int, int]) -> EngineLoaders:
-    """Polygraphy loaders: the plugin loaded before parsing; one profile over the batch for
+def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path | None, input_shape: tuple[int, int, int]) -> EngineLoaders:
+    """Polygraphy loaders: the plugin (``lib``; None for a graph of standard ops) loaded before parsing; one profile over the batch for
     ``pixels`` [B, *input_shape]; precision, builder optimization level, timing cache (read and
     written), version compatibility (lean runtime excluded when the plugin is serialized)."""
     poly = polygraphy_trt()
@@ -134,8 +135,11 @@ def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path, input_sha
     create = poly.CreateConfig(
         profiles=[profile], fp16=options.precision == "fp16", bf16=options.precision == "bf16",
         builder_optimization_level=options.optimization_level, load_timing_cache=cache,
-        version_compatible=options.version_compatible or None, exclude_lean_runtime=options.plugin_embedded or None)
-    network = poly.LoadPlugins(plugins=[str(lib)], obj=poly.NetworkFromOnnxPath(str(onnx_path)))
+        version_compatible=options.version_compatible or None,
+        exclude_lean_runtime=(options.plugin_embedded and lib is not None) or None)
+    network = poly.NetworkFromOnnxPath(str(onnx_path))
+    if lib is not None:
+        network = poly.LoadPlugins(plugins=[str(lib)], obj=network)
     config = poly.PostprocessConfig(create, builder_settings(options, lib))
     return EngineLoaders(network, config, poly.EngineBytesFromNetwork(network, config, save_timing_cache=cache))
 
@@ -155,7 +159,9 @@ def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, f
     from ..export.pipeline import graph_io, read_proto
 
     proto = read_proto(Path(onnx_path))
-    loaders = engine_loaders(Path(onnx_path), options, require_plugin_library(options.plugin_library), _input_shape(proto))
+    needs_plugin = any(node.domain == DOMAIN for node in proto.graph.node)  # a LLaVA iterative encoder has none
+    lib = require_plugin_library(options.plugin_library) if needs_plugin else None
+    loaders = engine_loaders(Path(onnx_path), options, lib, _input_shape(proto))
     trt = require_tensorrt()
     poly = polygraphy_trt()
     try:
@@ -163,7 +169,7 @@ def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, f
     except Exception as exc:  # Polygraphy reports a failed parse or build as PolygraphyException
         raise StageError("engine", f"TensorRT could not build {onnx_path}: {str(exc).strip()[:500]}") from None
     record = ModelRecord.from_onnx(Path(onnx_path))
-    write_json(sidecar_path(plan_path), sidecar(options, graph_io(proto), loaders.network.plugins[0], trt.__version__, record),
+    write_json(sidecar_path(plan_path), sidecar(options, graph_io(proto), lib, trt.__version__, record),
                force=True)
     return Path(plan_path)
 

@@ -32,7 +32,8 @@ def sidecar(options: "EngineOptions", io: list[dict[str, Any]], plugin_lib: Path
         "precision": options.precision,
         "tensorrt_version": trt_version,
         "plugin": {"name": "SaintTokenDrop", "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
-                   "library": str(plugin_lib) if plugin_lib else None, "serialized_into_engine": options.plugin_embedded},
+                   "library": str(plugin_lib), "serialized_into_engine": options.plugin_embedded}
+                  if plugin_lib else None,  # a graph of standard ops (LLaVA's iterative vision encoder)
         "saint_export_version": __version__,
         "io": io,
         "build_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},

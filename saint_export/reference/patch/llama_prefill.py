@@ -36,28 +36,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ...errors import ConfigError
+from ..llava_saint import PrefillRule
 from ..rule import saint_drop
 
 ATTENTION = ("sdpa", "eager")
-
-
-@dataclass(frozen=True)
-class PrefillRule:
-    """Which layers prune and how. Published LLM-only setting: layers 7..16, tau 0.83, K 5, gamma 10."""
-
-    start: int = 7
-    end: int = 16
-    threshold: float = 0.83
-    k: int = 5
-    gamma: float = 10.0
-    position_quirk: bool = False  # decode positions one past stock's, as upstream (see the module doc)
-
-    def validate(self, depth: int) -> "PrefillRule":
-        if not 0 <= self.start <= self.end < depth:
-            raise ConfigError(f"LLM pruning layers {self.start}..{self.end} must lie in the language model's 0..{depth - 1}")
-        if self.k < 1:
-            raise ConfigError(f"LLM pruning K must be >= 1; got {self.k}")
-        return self
 
 
 @dataclass

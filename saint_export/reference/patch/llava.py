@@ -35,67 +35,20 @@ Differences from the official code (github ArmenJeddi/saint, ``VLM/``; a fork of
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from ...errors import ConfigError
 from ..iterative import iterative_drop
+from ..llava_saint import LlavaSaint
 from ..schedule import build_schedule
 from . import llama_prefill
 from . import transformers as hfpatch
 
 HOST = "llava"
-
-MODES = ("vit", "llm", "hybrid")
-RULES = ("iterative", "bipartite")
-
-
-@dataclass(frozen=True)
-class LlavaSaint:
-    """Which SAINT mode runs where. Published ViT-only setting: layer 19, keep 376, divisor 16."""
-
-    mode: str = "vit"
-    vit_layer: int = 19
-    rule: str = "iterative"  # iterative (official, static count) | bipartite (SAINT's ViT rule, voted count)
-    keep: int = 376  # iterative: tokens after the drop, class token included
-    divisor: int = 16
-    quirk: bool = True  # iterative: upstream's per-round divisor (see iterative.round_sizes)
-    threshold: float = 0.75  # bipartite rule
-    k: int = 5
-    gamma: float = 10.0
-    llm_start: int = 7  # language-model layers after which prefill prunes image tokens (inclusive)
-    llm_end: int = 16
-    llm_threshold: float = 0.83
-    llm_k: int = 5
-    llm_gamma: float = 10.0
-    llm_position_quirk: bool = False  # decode positions as upstream (one past stock's); see llama_prefill
-
-    @property
-    def prunes_tower(self) -> bool:
-        return self.mode in ("vit", "hybrid")
-
-    @property
-    def prunes_llm(self) -> bool:
-        return self.mode in ("llm", "hybrid")
-
-    @property
-    def prefill_rule(self) -> llama_prefill.PrefillRule:
-        return llama_prefill.PrefillRule(self.llm_start, self.llm_end, self.llm_threshold, self.llm_k, self.llm_gamma,
-                                         self.llm_position_quirk)
-
-    def validate(self, depth: int, tokens: int) -> "LlavaSaint":
-        if self.mode not in MODES or self.rule not in RULES:
-            raise ConfigError(f"LLaVA SAINT: mode must be one of {list(MODES)} and rule one of {list(RULES)}")
-        if not self.prunes_tower:
-            return self
-        if not 0 <= self.vit_layer < depth:
-            raise ConfigError(f"vit_layer {self.vit_layer} is outside the tower's layers 0..{depth - 1}")
-        if self.rule == "iterative" and not (1 < self.keep <= tokens and self.divisor >= 1):
-            raise ConfigError(f"keep must be in [2, {tokens}] (class token included) and divisor >= 1")
-        return self
 
 
 def _tower(model: torch.nn.Module) -> torch.nn.Module:
@@ -157,6 +110,26 @@ def _set_pruning(model: torch.nn.Module, enabled: bool) -> None:
         llama_prefill.set_enabled(_language_model(model), enabled)
 
 
+PARTS = {"dense": (False, False), "vit": (True, False), "llm": (False, True), "hybrid": (True, True)}
+
+
+@contextlib.contextmanager
+def use_mode(model: torch.nn.Module, mode: str) -> Iterator[None]:
+    """Run a model patched in ``hybrid`` mode as ``dense``, ``vit``, ``llm`` or ``hybrid`` inside the
+    block (the two parts switched on or off); both parts are on again after it."""
+    if mode not in PARTS:
+        raise ConfigError(f"mode must be one of {list(PARTS)}; got {mode!r}")
+    if getattr(model, "_saint_llava", None) is None or model._saint_llava.mode != "hybrid":
+        raise ConfigError("use_mode needs a model patched in hybrid mode (both parts)")
+    tower, llm = PARTS[mode]
+    hfpatch._set_pruning(_tower(model), tower)
+    llama_prefill.set_enabled(_language_model(model), llm)
+    try:
+        yield
+    finally:
+        _set_pruning(model, True)
+
+
 def pruning_on(model: torch.nn.Module) -> bool:
     """The tower prunes (its own switch, or the model's)."""
     return hasattr(model, "_saint_llava") and model._saint_llava.prunes_tower and _tower(model)._saint_state.enabled
@@ -181,20 +154,33 @@ def shorten_spans(ids: torch.Tensor, image_token: int, features: int, *others: t
     return tuple(None if t is None else t[keep].view(*shape, *t.shape[2:]) for t in (ids, *others))
 
 
-def _pruned_inputs(model: torch.nn.Module, kwargs: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
-    """Run the pruned tower once; shorten ids, mask, positions and labels; hand the LM ``inputs_embeds``.
-    Returns the new kwargs and the shortened ids."""
+def with_image_embeds(model: torch.nn.Module, image_embeds: torch.Tensor, **inputs: Any) -> tuple[dict[str, Any], torch.Tensor]:
+    """A LLaVA prompt with images encoded elsewhere (the exported vision encoder, ``saint-export MODEL --vision``).
+
+    ``image_embeds`` [I, M, H]: the batch's I images in prompt order, M features each (any M up to the
+    processor's placeholder count). ``inputs``: ``input_ids`` [B, T] with the processor's image
+    placeholders, and optionally ``attention_mask``, ``position_ids``, ``labels`` and anything else for
+    the model. Every run of placeholders is cut to M (the other tensors follow) and the features are
+    scattered into the token embeddings. Returns (keyword arguments for ``model(...)`` or
+    ``model.generate(...)``, with ``inputs_embeds`` instead of ``input_ids``; the shortened ids)."""
     inner, token = model.model, model.config.image_token_id
-    features = inner.get_image_features(pixel_values=kwargs.pop("pixel_values"), return_dict=True).pooler_output
-    features = torch.cat(list(features), dim=0)
-    ids = kwargs.pop("input_ids")
-    runs = int((ids == token).logical_and(~torch.nn.functional.pad(ids == token, (1, 0))[:, :-1]).sum())
+    ids = inputs.pop("input_ids")
     names = ("attention_mask", "position_ids", "labels")
-    ids, *rest = shorten_spans(ids, token, features.shape[0] // max(runs, 1), *(kwargs.get(n) for n in names))
-    kwargs.update({n: t for n, t in zip(names, rest) if t is not None})
+    ids, *rest = shorten_spans(ids, token, image_embeds.shape[1], *(inputs.get(n) for n in names))
+    inputs.update({n: t for n, t in zip(names, rest) if t is not None})
     embeds = inner.get_input_embeddings()(ids)
-    kwargs["inputs_embeds"] = embeds.masked_scatter((ids == token).unsqueeze(-1), features.to(embeds.dtype))
-    return kwargs, ids
+    features = image_embeds.reshape(-1, image_embeds.shape[-1]).to(embeds.dtype)
+    if int((ids == token).sum()) != features.shape[0]:
+        raise ConfigError(f"LLaVA: {image_embeds.shape[0]} image(s) of features for {int((ids == token).sum()) // max(image_embeds.shape[1], 1)} "
+                          "image placeholder run(s) in the prompt")
+    inputs["inputs_embeds"] = embeds.masked_scatter((ids == token).unsqueeze(-1), features)
+    return inputs, ids
+
+
+def _pruned_inputs(model: torch.nn.Module, kwargs: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
+    """Run the pruned tower once and hand the language model ``inputs_embeds`` (:func:`with_image_embeds`)."""
+    features = model.model.get_image_features(pixel_values=kwargs.pop("pixel_values"), return_dict=True).pooler_output
+    return with_image_embeds(model, torch.stack(list(features)), **kwargs)
 
 
 def _announce_images(model, ids: torch.Tensor | None, kwargs: dict[str, Any]) -> None:

@@ -1,0 +1,116 @@
+"""Validate an exported LLaVA vision encoder (``saint-export MODEL --vision``) against PyTorch on
+the same images through Polygraphy's Comparator: ``image_embeds`` within tolerance, ``kept_index``
+identical; beside the verdict, the image tokens the language model gets and how close the pruned
+embeddings stay to stock LLaVA's (cosine of the mean-pooled embedding per image)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.llava import BuiltVision
+from ..reference.patch import pruning
+from .backends import providers
+from .compare import DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, index_note, parse_tolerances
+from .runners import compare, function_runner, ort_runner
+
+EMBEDS, KEPT = "image_embeds", "kept_index"
+
+
+@dataclass
+class VisionReport:
+    model: str
+    weights: str
+    onnx: str
+    provider: str
+    batch: int
+    inputs: list[str]
+    outputs: list[OutputCheck]
+    tokens_dense: int  # image features per image for the language model, stock LLaVA
+    tokens_saint: int
+    layers_run: int  # tower layers computed (up to the feature layer) of its depth
+    depth: int
+    pooled_cosine: dict[str, float] = field(default_factory=dict)  # SAINT (onnx) vs stock LLaVA: mean, worst
+    passed: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        lines = [f"validate {self.onnx} [{self.provider}] vs PyTorch ({self.model} vision encoder), batch {self.batch}",
+                 f"{'output':<14} {'shape (ref)':<16} {'shape (onnx)':<16} {'max abs':>10} {'max rel':>10}  result"]
+        for o in self.outputs:
+            lines.append(f"{o.name:<14} {str(o.ref_shape):<16} {str(o.got_shape):<16} {o.max_abs:>10.3g} {o.max_rel:>10.3g}  "
+                         f"{'PASS' if o.passed else 'FAIL'}{(' ' + o.note) if o.note else ''}")
+        lines.append(f"image tokens for the language model: {self.tokens_dense} -> {self.tokens_saint} per image "
+                     f"({self.tokens_dense / max(self.tokens_saint, 1):.2f}x fewer); tower layers run: {self.layers_run} of {self.depth}")
+        lines.append(f"mean-pooled image embedding, onnx SAINT vs stock LLaVA: cosine {self.pooled_cosine['mean']:.4f} "
+                     f"(worst {self.pooled_cosine['worst']:.4f})")
+        if self.weights.startswith("random"):
+            lines.append("(random weights: closeness to stock LLaVA says nothing about a trained model; use --checkpoint)")
+        lines.append("PASS" if self.passed else "FAIL: " + "; ".join(self.failures))
+        return "\n".join(lines)
+
+
+def _pooled_cosine(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    a, b = got.astype(np.float64).mean(1), ref.astype(np.float64).mean(1)
+    cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+    return {"mean": float(cos.mean()), "worst": float(cos.min())}
+
+
+@torch.no_grad()
+def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Tensor, names: list[str],
+                    tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu") -> VisionReport:
+    from ..export.pipeline import read_proto
+    from ..models.record import META_PREFIX
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise InputError(f"ONNX model {onnx_path} does not exist")
+    fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in read_proto(onnx_path).metadata_props)
+    base = FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES
+    tol = {EMBEDS: base["logits"], **(tolerances or {})}
+    encoder = built.module
+
+    def torch_saint(feed):
+        embeds, kept = encoder(torch.from_numpy(feed["pixels"]))
+        return {EMBEDS: embeds.numpy(), KEPT: kept.numpy()}
+
+    def torch_dense(feed):
+        with pruning(encoder.tower, False):
+            return {EMBEDS: encoder(torch.from_numpy(feed["pixels"]))[0].numpy()}
+
+    shape = tuple(pixels.shape[1:])
+    runners = [function_runner("torch SAINT", torch_saint, shape), function_runner("torch dense", torch_dense, shape),
+               ort_runner(onnx_path, device)]
+    index_tol = (float("inf"), 0.0) if fp16 else (0.0, 0.0)
+    outputs, found = compare(runners, {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT", skip=("torch dense",))
+    ort = runners[-1].name
+    ref, got, dense = outputs["torch SAINT"], outputs[ort], outputs["torch dense"][EMBEDS]
+    kept_check = found[ort][KEPT]
+    if kept_check.ref_shape == kept_check.got_shape:
+        kept_check = replace(kept_check, atol=0.0, rtol=0.0, note=kept_check.note or index_note(ref[KEPT], got[KEPT], not fp16))
+    checks = [found[ort][EMBEDS], kept_check]
+    failures = [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
+    return VisionReport(
+        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=providers(device)[0],
+        batch=int(pixels.shape[0]), inputs=names, outputs=checks, tokens_dense=int(dense.shape[1]),
+        tokens_saint=int(got[EMBEDS].shape[1]), layers_run=encoder.used, depth=len(encoder.tower.encoder.layers),
+        pooled_cosine=_pooled_cosine(got[EMBEDS], dense), passed=not failures, failures=failures)
+
+
+def validate_vision_with_inputs(onnx_path: Path, built: BuiltVision, image_dir: str | None = None, batch: int = 8,
+                                tol: tuple[str, ...] = (), device: str = "cpu",
+                                progress: Callable[[str], None] = lambda s: None) -> VisionReport:
+    """:func:`validate_vision` on ``batch`` images from ``image_dir`` (default: photos + generated images)."""
+    from ..inputs import gather_inputs
+
+    pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
+    progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
+    return validate_vision(onnx_path, built, pixels, names, parse_tolerances(tol), device)
