@@ -75,6 +75,12 @@ def check_writable(path: str | Path, force: bool) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename."""
@@ -85,6 +91,7 @@ def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a report or engine is as readable as any file
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -131,3 +131,20 @@ def test_checkpoint_round_trip(run, tmp_path):
     save_file(wrong.state_dict(), str(tmp_path / "wrong.safetensors"))
     res = run("inspect", "vit_t16", "--checkpoint", "wrong.safetensors")
     assert res.exit_code == 4 and "does not" in res.output
+
+
+def test_atomic_writes_are_as_readable_as_plain_files(tmp_path):
+    """Reports, engines and Triton configs go through a temporary file (mkstemp makes it 0600); the
+    result must get the umask's mode like any file, or a server running as another user cannot read it."""
+    import os
+
+    from saint_export.io import write_json, write_text
+
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        for path in (write_json(tmp_path / "r.json", {"a": 1}), write_text(tmp_path / "c.pbtxt", "x")):
+            assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
