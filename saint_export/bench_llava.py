@@ -59,9 +59,11 @@ def _visual_token_layers(depth: int, start: int, image_in: float, kept: list[flo
 
 @torch.no_grad()
 def bench_llava(built: BuiltLlava, pixels: torch.Tensor, text_tokens: int = 32, new_tokens: int = 16, rounds: int = 5,
-                generate_rounds: int = 3, modes: tuple[str, ...] = MODES,
+                generate_rounds: int | None = None, modes: tuple[str, ...] = MODES,
                 progress: Callable[[str], None] = lambda s: None) -> tuple[list[ModeResult], dict[str, Any]]:
-    """Time prefill (``logits_to_keep=1``) and greedy ``generate`` of ``new_tokens`` per mode."""
+    """Time prefill (``logits_to_keep=1``, ``rounds``) and greedy ``generate`` of 1 and of ``new_tokens``
+    tokens (``generate_rounds``, default half of ``rounds``, at least 3) per mode."""
+    generate_rounds = generate_rounds or max(3, rounds // 2)
     model = built.model
     ids = bench_prompt(built, pixels.shape[0], text_tokens)
     lm = model.model.language_model

@@ -90,6 +90,10 @@ def test_vision_export_validates_and_needs_no_plugin(tiny, tmp_path):
     assert res.exit_code == 0 and "PASS" in res.output, res.output
     res = run(tiny, "--vision", "--batch", "2", "--quiet")  # re-running replaces its own files
     assert res.exit_code == 0, res.output
+    res = run("triton", "out/llava_tiny/llava_tiny_vision.onnx", "--repo", "repo", "--name", "llava_tiny_vision")
+    assert res.exit_code == 0, res.output
+    config = (tmp_path / "repo/llava_tiny_vision/config.pbtxt").read_text()
+    assert "dynamic_batching" in config and "dims: [ 29, 32 ]" in config  # a static count: batch-independent
 
 
 def test_vision_bipartite_rule_exports_a_saint_node(tiny, tmp_path):

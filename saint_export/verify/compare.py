@@ -5,7 +5,8 @@ for backbones, where an argmax means nothing)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,32 @@ class OutputCheck:
     rtol: float
     passed: bool
     note: str = ""
+
+
+@dataclass
+class ReportHead:
+    """What a validation report starts with: the model, the artifact and its runtime, the inputs and the
+    per-output checks."""
+
+    model: str
+    weights: str
+    onnx: str
+    provider: str
+    batch: int
+    inputs: list[str]
+    outputs: list[OutputCheck]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def output_rows(checks: list[OutputCheck], width: int = 22) -> list[str]:
+    """The table's header and one row per output: shapes, max abs and rel error, verdict and note."""
+    lines = [f"{'output':<{width}} {'shape (ref)':<16} {'shape (onnx)':<16} {'max abs':>10} {'max rel':>10}  result"]
+    for o in checks:
+        lines.append(f"{o.name:<{width}} {str(o.ref_shape):<16} {str(o.got_shape):<16} {o.max_abs:>10.3g} {o.max_rel:>10.3g}  "
+                     f"{'PASS' if o.passed else 'FAIL'}{(' ' + o.note) if o.note else ''}")
+    return lines
 
 
 def parse_tolerances(items: tuple[str, ...]) -> dict[str, tuple[float, float]]:

@@ -9,7 +9,7 @@ Fidelity: top-1 agreement for classifiers, embedding cosine for backbones.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,19 +24,12 @@ from .analysis import dense_tokens, trace_tokens, vit_flops
 from .backends import ort_session, providers
 from .runners import compare, function_runner, ort_runner
 from .invariance import FP16_INVARIANCE, TOLERANCE, batch_vs_alone
-from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, agreement, describe_agreement, index_note,
-                      parse_tolerances)
+from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, ReportHead, agreement, describe_agreement,
+                      index_note, output_rows, parse_tolerances)
 
 
 @dataclass
-class ValidationReport:
-    model: str
-    weights: str
-    onnx: str
-    provider: str
-    batch: int
-    inputs: list[str]
-    outputs: list[OutputCheck]
+class ValidationReport(ReportHead):
     tokens_torch: list[int]  # tokens after each pruning block
     tokens_onnx: list[int]
     onnx_vs_torch_saint: dict[str, float]  # agreement(): top1, or cosine/cosine_min/nn
@@ -48,15 +41,9 @@ class ValidationReport:
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     def table(self) -> str:
         lines = [f"validate {self.onnx} [{self.provider}] vs PyTorch ({self.model}), batch {self.batch}",
-                 f"{'output':<22} {'shape (ref)':<16} {'shape (onnx)':<16} {'max abs':>10} {'max rel':>10}  result"]
-        for o in self.outputs:
-            lines.append(f"{o.name:<22} {str(o.ref_shape):<16} {str(o.got_shape):<16} {o.max_abs:>10.3g} {o.max_rel:>10.3g}  "
-                         f"{'PASS' if o.passed else 'FAIL'}{(' ' + o.note) if o.note else ''}")
+                 *output_rows(self.outputs)]
         lines.append(f"tokens after pruning blocks: torch {self.tokens_torch}  onnx {self.tokens_onnx}; "
                      f"FLOPs x{self.flop_ratio:.2f} fewer than dense")
         lines.append(f"agreement: onnx vs torch SAINT {describe_agreement(self.onnx_vs_torch_saint)}; onnx vs torch dense "

@@ -5,9 +5,9 @@ embeddings stay to stock LLaVA's (cosine of the mean-pooled embedding per image)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,21 +16,15 @@ from ..errors import InputError
 from ..models.llava import BuiltVision
 from ..reference.patch import pruning
 from .backends import providers
-from .compare import DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, index_note, parse_tolerances
+from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, ReportHead, index_note, output_rows,
+                      parse_tolerances)
 from .runners import compare, function_runner, ort_runner
 
 EMBEDS, KEPT = "image_embeds", "kept_index"
 
 
 @dataclass
-class VisionReport:
-    model: str
-    weights: str
-    onnx: str
-    provider: str
-    batch: int
-    inputs: list[str]
-    outputs: list[OutputCheck]
+class VisionReport(ReportHead):
     tokens_dense: int  # image features per image for the language model, stock LLaVA
     tokens_saint: int
     layers_run: int  # tower layers computed (up to the feature layer) of its depth
@@ -39,15 +33,9 @@ class VisionReport:
     passed: bool = False
     failures: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     def table(self) -> str:
         lines = [f"validate {self.onnx} [{self.provider}] vs PyTorch ({self.model} vision encoder), batch {self.batch}",
-                 f"{'output':<14} {'shape (ref)':<16} {'shape (onnx)':<16} {'max abs':>10} {'max rel':>10}  result"]
-        for o in self.outputs:
-            lines.append(f"{o.name:<14} {str(o.ref_shape):<16} {str(o.got_shape):<16} {o.max_abs:>10.3g} {o.max_rel:>10.3g}  "
-                         f"{'PASS' if o.passed else 'FAIL'}{(' ' + o.note) if o.note else ''}")
+                 *output_rows(self.outputs, width=14)]
         lines.append(f"image tokens for the language model: {self.tokens_dense} -> {self.tokens_saint} per image "
                      f"({self.tokens_dense / max(self.tokens_saint, 1):.2f}x fewer); tower layers run: {self.layers_run} of {self.depth}")
         lines.append(f"mean-pooled image embedding, onnx SAINT vs stock LLaVA: cosine {self.pooled_cosine['mean']:.4f} "

@@ -201,6 +201,8 @@ class _Prefill:
         self.pruned = False
         self.original: dict | None = None  # position ids and embeddings of the full sequence
         self.keys: list[torch.Tensor] = []  # the key projection of the pruning layer now running
+        self._mask: torch.Tensor | None = None  # the current rows' mask, built once per drop
+        self._mask_built = False
 
     def layer_inputs(self, j: int, hidden: torch.Tensor, kwargs: dict) -> dict:
         if self.original is None:
@@ -213,14 +215,18 @@ class _Prefill:
             kwargs["position_embeddings"] = tuple(
                 e.expand(self.source.shape[0], -1, -1).gather(1, self.source.unsqueeze(-1).expand(-1, -1, e.shape[-1]))
                 for e in self.original["position_embeddings"])
-            kwargs["attention_mask"] = self.mask(hidden.dtype)
+            if not self._mask_built:
+                self._mask, self._mask_built = self.mask(hidden.dtype), True
+            kwargs["attention_mask"] = self._mask
             cache = _cache_of(kwargs)
             if cache is not None:
                 cache._saint_valid = {**getattr(cache, "_saint_valid", {}), j: self.valid}
                 cache._saint_prompt = int(self.original["position_embeddings"][0].shape[1])
         return kwargs
 
-    def mask(self, dtype: torch.dtype) -> torch.Tensor:
+    def mask(self, dtype: torch.dtype) -> torch.Tensor | None:
+        if self.kind == "sdpa" and bool(self.valid.all()):
+            return None  # no padding: SDPA's causal kernel, as stock transformers uses it
         t = self.source.shape[1]
         causal = torch.ones(t, t, dtype=torch.bool, device=self.valid.device).tril()
         allowed = causal & self.valid.unsqueeze(1)
@@ -246,7 +252,7 @@ class _Prefill:
         self.valid = ~filler
         self.is_image = self.is_image.gather(1, rows) & self.valid
         self.source = self.source.gather(1, rows)
-        self.pruned = True
+        self.pruned, self._mask_built = True, False
         return hidden.gather(1, rows.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])), kept
 
 
@@ -255,11 +261,19 @@ class _Decode:
 
     def __init__(self, cache, mask2d: torch.Tensor | None, kind: str):
         self.cache, self.mask2d, self.kind = cache, mask2d, kind
+        self._masks: dict[int, torch.Tensor | None] = {}  # by id of the layer's valid rows: layers after the last drop share one
 
     def layer_inputs(self, j: int, hidden: torch.Tensor, kwargs: dict) -> dict:
         valid = self.cache._saint_valid.get(j)
         if valid is None:
             return kwargs
+        if id(valid) not in self._masks:
+            self._masks[id(valid)] = self.mask(j, valid, hidden)
+        return {**kwargs, "attention_mask": self._masks[id(valid)]}
+
+    def mask(self, j: int, valid: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
+        """Layer ``j``'s mask: its cached prompt rows where valid, then the new tokens (causal); None
+        (attend to everything, the fast path) for one new token and no padding anywhere."""
         q = hidden.shape[1]
         new = self.cache.get_seq_length(j) - valid.shape[1] + q  # generated tokens incl. these
         tail = torch.ones(valid.shape[0], new, dtype=torch.bool, device=valid.device)
@@ -267,9 +281,9 @@ class _Decode:
             tail = self.mask2d[:, self.cache._saint_prompt:].bool()
             if tail.shape[1] != new:
                 raise ConfigError(f"SAINT's LLM pruning: attention mask covers {tail.shape[1]} new tokens, the cache {new}")
+        if q == 1 and bool(valid.all()) and bool(tail.all()):
+            return None
         prompt = valid.unsqueeze(1).expand(-1, q, -1)
         causal = torch.ones(q, new, dtype=torch.bool, device=valid.device).tril(new - q)
         allowed = torch.cat([prompt, causal & tail.unsqueeze(1)], dim=2)
-        kwargs = dict(kwargs)
-        kwargs["attention_mask"] = _attention_mask(allowed, self.kind, hidden.dtype)
-        return kwargs
+        return _attention_mask(allowed, self.kind, hidden.dtype)
