@@ -11,6 +11,7 @@ dense (the ideal prefill saving on the image part).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -61,8 +62,8 @@ def _visual_token_layers(depth: int, start: int, image_in: float, kept: list[flo
 def bench_llava(built: BuiltLlava, pixels: torch.Tensor, text_tokens: int = 32, new_tokens: int = 16, rounds: int = 5,
                 generate_rounds: int | None = None, modes: tuple[str, ...] = MODES,
                 progress: Callable[[str], None] = lambda s: None) -> tuple[list[ModeResult], dict[str, Any]]:
-    """Time prefill (``logits_to_keep=1``, ``rounds``) and greedy ``generate`` of 1 and of ``new_tokens``
-    tokens (``generate_rounds``, default half of ``rounds``, at least 3) per mode."""
+    """Time prefill (``logits_to_keep=1``, ``rounds``), greedy ``generate`` of ``new_tokens`` and the
+    decode steps alone (``generate_rounds`` each, default half of ``rounds``, at least 3) per mode."""
     generate_rounds = generate_rounds or max(3, rounds // 2)
     model = built.model
     ids = bench_prompt(built, pixels.shape[0], text_tokens)
@@ -93,21 +94,46 @@ def bench_llava(built: BuiltLlava, pixels: torch.Tensor, text_tokens: int = 32, 
 
     progress(f"prefill: {rounds} interleaved rounds of {', '.join(modes)}")
     pre = interleaved({m: prefill(m) for m in modes}, warmup=1, iters=rounds, min_seconds=0, label="prefill")
-    progress(f"generate 1 and {new_tokens} tokens: {generate_rounds} interleaved rounds")
-    calls = {f"{m}/{n}": generate(m, n) for m in modes for n in (1, new_tokens)}
-    gen = interleaved(calls, warmup=0, iters=generate_rounds, min_seconds=0, label="generate")
+    def features(mode: str):
+        def run():
+            with use_mode(model, mode):
+                return model.model.get_image_features(pixel_values=pixels, return_dict=True)
+        return run
+
+    progress(f"vision tower + projector: {rounds} interleaved rounds, dense and pruned")
+    tower = interleaved({"dense": features("dense"), "vit": features("vit")}, warmup=1, iters=rounds, min_seconds=0, label="tower")
+    progress(f"generate {new_tokens} tokens: {generate_rounds} interleaved rounds")
+    gen = interleaved({m: generate(m, new_tokens) for m in modes}, warmup=0, iters=generate_rounds, min_seconds=0,
+                      label="generate")
+    progress(f"decode steps after a prefill: {generate_rounds} interleaved rounds")
+    decode = {m: [] for m in modes}
+    for i in range(generate_rounds):
+        for m in modes[i % len(modes):] + modes[:i % len(modes)]:
+            decode[m].append(_decode_ms(model, ids, pixels, m, new_tokens))
     for r in results:
         r.prefill_ms = _median(pre[r.mode])
-        r.generate_ms = _median(gen[f"{r.mode}/{new_tokens}"])
-        steps = [(long - one) / (new_tokens - 1) for long, one in zip(gen[f"{r.mode}/{new_tokens}"], gen[f"{r.mode}/1"])]
-        r.decode_ms_per_token = _median(steps)  # paired per round: generate N minus generate 1
+        r.generate_ms = _median(gen[r.mode])
+        r.decode_ms_per_token = _median(decode[r.mode])
         r.prefill_speedup = paired_ratio(pre["dense"], pre[r.mode]) if "dense" in pre else (1.0, 1.0, 1.0)
-        dense = f"dense/{new_tokens}"
-        r.generate_speedup = paired_ratio(gen[dense], gen[f"{r.mode}/{new_tokens}"]) if dense in gen else (1.0, 1.0, 1.0)
+        r.generate_speedup = paired_ratio(gen["dense"], gen[r.mode]) if "dense" in gen else (1.0, 1.0, 1.0)
     info = {"model": built.config.alias, "weights": built.weights, "batch": int(pixels.shape[0]), "prompt_tokens": int(ids.shape[1]),
             "image_tokens": image_dense, "new_tokens": new_tokens, "rounds": rounds, "generate_rounds": generate_rounds,
-            "saint": asdict(saint), "machine": machine()}
+            "saint": asdict(saint), "machine": machine(),
+            "image_features_ms": {"dense": _median(tower["dense"]), "saint": _median(tower["vit"]),
+                                  "speedup": paired_ratio(tower["dense"], tower["vit"])}}
     return results, info
+
+
+def _decode_ms(model, ids: torch.Tensor, pixels: torch.Tensor, mode: str, steps: int) -> float:
+    """ms per greedy decode step after an untimed prefill (each layer's cache as the mode left it)."""
+    with use_mode(model, mode):
+        out = model(input_ids=ids, pixel_values=pixels, use_cache=True, logits_to_keep=1)
+        cache, token = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = model(input_ids=token, cache=cache, use_cache=True)
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+        return (time.perf_counter() - start) * 1e3 / steps
 
 
 def _median(values: list[float]) -> float:
@@ -129,6 +155,9 @@ def table(results: list[ModeResult], info: dict[str, Any]) -> str:
         p, g = r.prefill_speedup, r.generate_speedup
         lines.append(f"{r.mode:<7} {r.image_tokens_in:>12.0f}  {kept:<30} {1 / r.visual_token_layers:>16.2f}x {r.prefill_ms:>10.0f} "
                      f"{p[0]:>6.2f}x ({p[1]:.2f}-{p[2]:.2f}) {r.decode_ms_per_token:>13.1f} {g[0]:>6.2f}x ({g[1]:.2f}-{g[2]:.2f})")
+    f = info["image_features_ms"]
+    lines.append(f"image features (tower + projector, PyTorch): dense {f['dense']:.0f} ms, pruned {f['saint']:.0f} ms: "
+                 f"{f['speedup'][0]:.2f}x (IQR {f['speedup'][1]:.2f}-{f['speedup'][2]:.2f})")
     lines.append("visual tok-layers: image tokens summed over the language model's layers, dense / this mode (the ideal "
                  "saving on the image part of prefill); speedups: medians of per-round paired ratios, interleaved")
     return "\n".join(lines)

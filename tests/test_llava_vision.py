@@ -141,6 +141,7 @@ def test_bench_and_generate_run_every_mode(tiny, tmp_path):
     assert modes["dense"]["image_tokens_in"] == 64 and modes["vit"]["image_tokens_in"] == 29
     assert modes["llm"]["image_tokens_in"] == 64 and len(modes["llm"]["kept_after_llm_layers"]) == 2
     assert modes["hybrid"]["kept_after_llm_layers"][0] < 29 and modes["hybrid"]["visual_token_layers"] < modes["vit"]["visual_token_layers"]
+    assert set(data["image_features_ms"]) == {"dense", "saint", "speedup"} and "image features" in res.output
     res = run("generate", tiny, "--max-new-tokens", "3", "--modes", "dense,vit,llm,hybrid")
     assert res.exit_code == 0, res.output
     rows = {line.split()[0]: line.split() for line in res.output.splitlines()[2:6]}
