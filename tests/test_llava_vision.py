@@ -5,7 +5,6 @@ feed ``inputs_embeds``; bench and generate run every mode; bad input gets one li
 
 import json
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -97,10 +96,12 @@ def test_vision_export_validates_and_needs_no_plugin(tiny, tmp_path):
 
 
 def test_vision_bipartite_rule_exports_a_saint_node(tiny, tmp_path):
-    res = run(tiny, "--vision", "--rule", "bipartite", "--batch", "3", "--quiet", "--out", "bip")
+    res = run(tiny, "--vision", "--rule", "bipartite", "--threshold", "0.6", "--batch", "3", "--quiet", "--out", "bip")
     assert res.exit_code == 0, res.output
     nodes = onnx.load(str(tmp_path / "bip/llava_tiny_vision.trt.onnx")).graph.node
-    assert [n.op_type for n in nodes if n.domain == "saint"] == ["SaintTokenDrop"]
+    drops = [n for n in nodes if n.domain == "saint"]
+    assert [n.op_type for n in drops] == ["SaintTokenDrop"]
+    assert [a.f for a in drops[0].attribute if a.name == "threshold"] == [pytest.approx(0.6)]
 
 
 @torch.no_grad()
@@ -149,9 +150,47 @@ def test_bench_and_generate_run_every_mode(tiny, tmp_path):
     assert all(row[6:] and row[5] == "ids" for row in rows.values())
 
 
+def tiny_processor():
+    """A LlavaProcessor built offline: a word-level tokenizer over the tiny vocabulary, CLIP's image processor."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", *[f"w{i}" for i in range(IMAGE - 4)], "<image>", *[f"x{i}" for i in range(27)]]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
+                                                pad_token="<pad>", unk_token="<unk>")
+    fast.add_tokens(["<image>"], special_tokens=True)
+    images = transformers.CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+    return transformers.LlavaProcessor(image_processor=images, tokenizer=fast, patch_size=7, image_token="<image>",
+                                       vision_feature_select_strategy="default", num_additional_image_tokens=1)
+
+
+@torch.no_grad()
+def test_generate_with_a_checkpoints_processor_answers_in_text(tiny, tmp_path):
+    from PIL import Image
+
+    from saint_export.generate import TEMPLATE
+    from saint_export.inputs import photos
+
+    cfg = load_config_file(tiny)
+    folder = tmp_path / "ckpt"
+    build_llava(cfg, seed=5).model.save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    res = run("generate", tiny, "--checkpoint", folder, "--prompt", "w1 w2", "--max-new-tokens", "4", "--modes", "dense,hybrid")
+    assert res.exit_code == 0, res.output
+    assert "the checkpoint's processor" in res.output, res.output
+    rows = {line.split()[0]: line.split() for line in res.output.splitlines() if line.startswith(("dense ", "hybrid "))}
+    processor = transformers.AutoProcessor.from_pretrained(str(folder))
+    stock = transformers.LlavaForConditionalGeneration.from_pretrained(str(folder)).eval()
+    inputs = processor(images=Image.fromarray(photos(("astronaut",))[0]), text=TEMPLATE.format(prompt="w1 w2"), return_tensors="pt")
+    ids = stock.generate(**inputs, max_new_tokens=4, do_sample=False)[0, inputs["input_ids"].shape[1]:]
+    assert rows["dense"][5:] == processor.tokenizer.decode(ids, skip_special_tokens=True).split()
+    assert rows["dense"][1] == "64" and rows["hybrid"][1] == "29"
+
+
 def test_llava_refusals_are_one_line(tiny):
     for args, code, text in [((tiny,), 3, "--vision"), (("vit_s16", "--vision"), 3, "not a LLaVA model"),
-                             ((tiny, "--vision", "--threshold", "0.5"), 3, "ViT schedule"),
+                             ((tiny, "--vision", "--layers", "0-2"), 3, "ViT schedule"),
                              ((tiny, "--vision", "--mode", "llm"), 3, "needs mode vit or hybrid"),
                              (("inspect", tiny), 3, "vision-language"), (("vit_s16", "--keep", "3"), 3, "LLaVA options"),
                              (("generate", tiny, "--modes", "dense,fast"), 3, "'fast'"),
@@ -182,4 +221,7 @@ def test_shipped_llava_configs_have_the_published_settings():
         assert config.image_seq_length == 576 and config.vision_config.image_size // config.vision_config.patch_size == 24
         assert abs(parameter_bytes(config) / 4 - params) / params < 0.01
     assert llava_saint(resolve("llava15_7b.vit")).mode == "vit" and llava_saint(resolve("llava15_7b.llm")).mode == "llm"
-    assert np.isclose(llava_saint(resolve("llava15_7b"), {"keep": 100}).keep, 100)
+    assert llava_saint(resolve("llava15_7b"), {"keep": 100, "llm_threshold": 1}).keep == 100
+    for bad in ({"keep": "376"}, {"quirk": 1}, {"vit_layer": True}, {"mode": 3}):
+        with pytest.raises(ConfigError, match="must be a"):
+            llava_saint(resolve("llava15_7b"), bad)

@@ -38,11 +38,14 @@ def llava_overrides(opts: dict) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def refuse_vit_schedule(opts: dict, alias: str) -> None:
-    given = [f"--{k.replace('_', '-')}" for k in ("layers", "threshold", "k", "gamma", "fixed_r", "vote") if opts.get(k) is not None]
+def llava_settings(opts: dict, alias: str, overrides: dict) -> dict:
+    """LlavaSaint fields from the command line: the LLaVA options (``overrides``) plus --threshold,
+    --k and --gamma, which set the tower's bipartite rule; the ViT schedule's other options are refused."""
+    given = [f"--{k.replace('_', '-')}" for k in ("layers", "fixed_r", "vote") if opts.get(k) is not None]
     if given:
         raise ConfigError(f"{alias} is a LLaVA model: {given[0]} sets a ViT schedule; use --mode, --vit-layer, --keep, --rule, "
-                          "--llm-layers, --llm-threshold")
+                          "--llm-layers, --llm-threshold (and --threshold, --k, --gamma for --rule bipartite)")
+    return {**overrides, **{k: opts.pop(k) for k in ("threshold", "k", "gamma") if opts.get(k) is not None}}
 
 
 def not_vision(alias: str) -> ConfigError:
@@ -61,7 +64,7 @@ def run_vision(opts: dict, overrides: dict, out, onnx_path, trt_onnx, opset, fp1
 
     cfg = resolve(opts["model_name"])
     require_llava(cfg)
-    refuse_vit_schedule(opts, cfg.alias)
+    overrides = llava_settings(opts, cfg.alias, overrides)
     progress = Progress(quiet)
     portable, tensorrt = vision_paths(cfg.alias, out, onnx_path, trt_onnx)
     report_path = check_writable(portable.parent / "vision_validation.json", force)
@@ -111,7 +114,7 @@ def llava_from_options(opts: dict, overrides: dict):
 
     cfg = resolve(opts["model_name"])
     require_llava(cfg)
-    refuse_vit_schedule(opts, cfg.alias)
+    overrides = llava_settings(opts, cfg.alias, overrides)
     mode = overrides.pop("mode", None) or (cfg.llava or {}).get("mode", "hybrid")
     return build_llava(cfg, opts.get("weights"), opts.get("checkpoint"), {**overrides, "mode": "hybrid"}, opts.get("seed", 0)), mode
 

@@ -72,7 +72,7 @@ model_options = stack_options(
     weights_options,
     click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights."),
     click.option("--layers", default=None, help="Pruning blocks: first_half, all, none, '0-5' or '0,2,4'."),
-    click.option("--threshold", type=float, default=None, help="tau for every pruning block, in [-1, 1]."),
+    click.option("--threshold", type=float, default=None, help="tau for every pruning block, in [-1, 1] (LLaVA: the tower's bipartite rule)."),
     click.option("--k", "k", type=int, default=None, help="K, edges a row needs to vote (>= 1)."),
     click.option("--gamma", type=float, default=None, help="gamma of the score."),
     click.option("--fixed-r", type=int, default=None, help="Drop exactly this many a-tokens per pruning block (-1 = vote)."),

@@ -31,6 +31,12 @@ def llava_saint(cfg: ModelConfig, overrides: Mapping[str, Any] | None = None) ->
     bad = sorted(set(fields) - set(LlavaSaint.__dataclass_fields__))
     if bad:
         raise ConfigError(f"{cfg.alias}: {bad[0]!r} is not a LLaVA SAINT setting")
+    defaults = LlavaSaint()
+    for name, value in fields.items():
+        want = type(getattr(defaults, name))
+        if not (isinstance(value, want) and (want is bool or not isinstance(value, bool))
+                or want is float and isinstance(value, int) and not isinstance(value, bool)):
+            raise ConfigError(f"{cfg.alias}: LLaVA setting {name!r} must be a {want.__name__}; got {value!r}")
     return LlavaSaint(**fields)
 
 

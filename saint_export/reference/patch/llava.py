@@ -60,7 +60,7 @@ def _tower(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def apply_patch(model: torch.nn.Module, saint: LlavaSaint | None = None) -> torch.nn.Module:
-    """Patch ``model`` (in place) for SAINT's ViT-only mode and return it."""
+    """Patch ``model`` (in place) for the mode ``saint`` names (default: ViT-only, published settings) and return it."""
     saint = saint or LlavaSaint()
     tower = _tower(model)
     if hasattr(model, "_saint_llava"):
