@@ -79,6 +79,8 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, new_tokens, imag
     if resolve(opts["model_name"]).is_llava:
         from .llava import bench_llava_cmd
 
+        if device != "cpu" or tuple(backends) != ("ort", "torch"):
+            raise ConfigError("a LLaVA bench times PyTorch on the CPU; --device and --backend are for vision transformers")
         return bench_llava_cmd(opts, batch_text, iters, image_dir, out, force, new_tokens)
     from .llava import llava_overrides
 
