@@ -56,7 +56,8 @@ def not_vision(alias: str) -> ConfigError:
 def run_vision(opts: dict, overrides: dict, out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, device, engine_options,
                engine) -> None:
     """``saint-export MODEL --vision``: export the vision encoder, validate it, optionally build its engine."""
-    from ..export.vision import vision_models_from_torch, vision_paths
+    from ..export.pipeline import artifact_paths
+    from ..export.vision import vision_models_from_torch
     from ..io import check_writable, write_json
     from ..models.llava import build_vision, require_llava
     from ..models.registry import resolve
@@ -66,7 +67,7 @@ def run_vision(opts: dict, overrides: dict, out, onnx_path, trt_onnx, opset, fp1
     require_llava(cfg)
     overrides = llava_settings(opts, cfg.alias, overrides)
     progress = Progress(quiet)
-    portable, tensorrt = vision_paths(cfg.alias, out, onnx_path, trt_onnx)
+    portable, tensorrt = artifact_paths(opts["model_name"], out, onnx_path, trt_onnx, force, suffix="_vision")
     report_path = check_writable(portable.parent / "vision_validation.json", force)
     built = build_vision(cfg, opts.get("weights"), opts.get("checkpoint"), overrides, opts.get("seed", 0))
     result = vision_models_from_torch(built, portable, tensorrt, opset, fp16, force, progress)

@@ -81,11 +81,11 @@ def output_stem(alias: str) -> str:
 
 
 def artifact_paths(model_name: str, out: str | Path | None = None, portable: str | Path | None = None,
-                   tensorrt: str | Path | None = None, force: bool = False) -> tuple[Path, Path]:
-    """Default paths ``OUT/<alias>.onnx`` and ``.trt.onnx`` beside it; both checked writable up front."""
+                   tensorrt: str | Path | None = None, force: bool = False, suffix: str = "") -> tuple[Path, Path]:
+    """Default paths ``OUT/<alias><suffix>.onnx`` and ``.trt.onnx`` beside it; both checked writable up front."""
     from ..models.registry import resolve
 
-    stem = output_stem(resolve(model_name).alias)
+    stem = output_stem(resolve(model_name).alias) + suffix
     portable_path = Path(portable) if portable else output_folder(model_name, out) / f"{stem}.onnx"
     tensorrt_path = Path(tensorrt) if tensorrt else portable_path.with_name(portable_path.name.removesuffix(".onnx") + ".trt.onnx")
     check_targets([portable_path, tensorrt_path], force)

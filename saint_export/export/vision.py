@@ -88,18 +88,6 @@ def vision_models_from_torch(built: BuiltVision, portable_path: Path, tensorrt_p
     return write_lowered(vision_onnx_from_torch(built, opset=opset), portable_path, tensorrt_path, fp16, force, progress)
 
 
-def vision_paths(alias: str, out: str | Path | None = None, portable: str | Path | None = None,
-                 tensorrt: str | Path | None = None) -> tuple[Path, Path]:
-    """Default paths ``OUT/<alias>_vision.onnx`` and ``.trt.onnx`` beside it."""
-    from .pipeline import output_stem
-
-    stem = output_stem(alias)
-    folder = Path(out) if out else Path("out") / stem
-    portable_path = Path(portable) if portable else folder / f"{stem}_vision.onnx"
-    tensorrt_path = Path(tensorrt) if tensorrt else portable_path.with_name(portable_path.name.removesuffix(".onnx") + ".trt.onnx")
-    return portable_path, tensorrt_path
-
-
 def is_vision_onnx(path: Path) -> bool:
     """Whether ``path`` is a LLaVA vision encoder this stage wrote (its metadata says so)."""
     from .pipeline import read_proto
