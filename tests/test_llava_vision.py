@@ -89,6 +89,8 @@ def test_vision_export_validates_and_needs_no_plugin(tiny, tmp_path):
     assert res.exit_code == 0 and "PASS" in res.output, res.output
     res = run(tiny, "--vision", "--batch", "2", "--quiet")  # re-running replaces its own files
     assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["check", "out/llava_tiny/llava_tiny_vision.onnx"])
+    assert res.exit_code == 3 and "'saint-export validate'" in res.output, res.output
     res = run("triton", "out/llava_tiny/llava_tiny_vision.onnx", "--repo", "repo", "--name", "llava_tiny_vision")
     assert res.exit_code == 0, res.output
     config = (tmp_path / "repo/llava_tiny_vision/config.pbtxt").read_text()

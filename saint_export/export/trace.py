@@ -28,23 +28,8 @@ OUTPUT_NAME = "logits"
 def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: bool = True) -> ir.Model:
     """Export ``built.module`` (SAINT on, or dense with ``pruned=False``) to an ONNX IR model whose
     metadata holds its :class:`ModelRecord`."""
-    if opset < 18:
-        raise StageError("trace", f"opset {opset} is too old; SaintTokenDrop's function needs opset >= 18")
-    model = built.module
-    example = torch.zeros(batch, 3, built.config.input_size, built.config.input_size)
-    try:
-        with pruning(model, pruned), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model, (example,), dynamo=True, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                custom_translation_table=translation_table(), verbose=False, report=False,
-            )
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StageError("trace", f"torch.onnx.export failed for {built.config.alias}: {first[:300]}") from exc
-    ir_model = program.model
+    with pruning(built.module, pruned):
+        ir_model = traced(built.module, built.config.input_size, (OUTPUT_NAME,), built.config.alias, batch, opset)
     if pruned and built.schedule.rules:
         ir_model.opset_imports[DOMAIN] = version_for(built.schedule.per_sample)
     ir_model.metadata_props.update(ModelRecord.of(built, pruned).to_metadata())
@@ -52,6 +37,27 @@ def onnx_from_torch(built: BuiltModel, batch: int = 2, opset: int = 18, pruned: 
     if pruned:
         name_drop_nodes(ir_model, built.schedule.layers, built.schedule.per_sample)
     return ir_model
+
+
+def traced(module: torch.nn.Module, size: int, outputs: tuple[str, ...], what: str, batch: int = 2,
+           opset: int = 18) -> ir.Model:
+    """``module`` (``pixels`` [batch, 3, size, size] -> ``outputs``) through the dynamo ONNX exporter,
+    batch a dynamic axis, ``saint::`` ops as SaintTokenDrop nodes; failures are StageError("trace")."""
+    if opset < 18:
+        raise StageError("trace", f"opset {opset} is too old; SaintTokenDrop's function needs opset >= 18")
+    example = torch.zeros(batch, 3, size, size)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=list(outputs),
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                custom_translation_table=translation_table(), verbose=False, report=False,
+            )
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StageError("trace", f"torch.onnx.export failed for {what}: {first[:300]}") from exc
+    return program.model
 
 
 def name_drop_nodes(ir_model: ir.Model, layers: list[int], per_sample: bool = False) -> None:

@@ -13,24 +13,18 @@ image features, float32) and ``kept_index`` [batch, M] int64 (the patch each cam
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import onnx_ir as ir
-import torch
 
-from ..errors import StageError
 from ..models.llava import BuiltVision
 from ..models.record import META_PREFIX, ModelRecord, config_json
-from .opdef import DOMAIN, translation_table, version_for
+from .opdef import DOMAIN, version_for
 from .pipeline import ExportResult, checked_targets, write_lowered
-from .trace import name_drop_nodes
+from .trace import name_drop_nodes, traced
 
-INPUT_NAME = "pixels"
 OUTPUT_NAMES = ("image_embeds", "kept_index")
 KIND = "llava_vision"  # metadata saint_export.kind
 
@@ -55,22 +49,8 @@ def vision_metadata(built: BuiltVision) -> dict[str, str]:
 
 def vision_onnx_from_torch(built: BuiltVision, batch: int = 2, opset: int = 18) -> ir.Model:
     """Trace ``built.module`` (batch a dynamic axis) to an ONNX IR model carrying its metadata."""
-    if opset < 18:
-        raise StageError("trace", f"opset {opset} is too old; the export needs opset >= 18")
-    size = built.config.input_size
-    example = torch.zeros(batch, 3, size, size)
-    try:
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                built.module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                custom_translation_table=translation_table(), verbose=False, report=False,
-            )
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StageError("trace", f"torch.onnx.export failed for {built.config.alias}'s vision encoder: {first[:300]}") from exc
-    ir_model = program.model
+    ir_model = traced(built.module, built.config.input_size, OUTPUT_NAMES, f"{built.config.alias}'s vision encoder",
+                      batch, opset)
     if built.saint.rule == "bipartite":
         ir_model.opset_imports[DOMAIN] = version_for(False)
         name_drop_nodes(ir_model, [built.saint.vit_layer])

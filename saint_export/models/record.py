@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from .build import BuiltModel, build_model, build_named
 from .config import ModelConfig, config_from_mapping
 from .registry import resolve
@@ -113,6 +113,8 @@ class ModelRecord:
                 where: str = "the artifact") -> BuiltModel:
         """The PyTorch model this artifact came from: same config (or ``model_name``), weights, schedule."""
         cfg = self.model_config(model_name, where)
+        if cfg.is_llava:
+            raise ConfigError(f"{where} is a LLaVA vision encoder; 'saint-export validate' compares its .onnx with PyTorch")
         weights, checkpoint, seed = self.weights_source(checkpoint, weights, where)
         return build_model(cfg, weights=weights, checkpoint=checkpoint, overrides=self.schedule_overrides(), seed=seed)
 
