@@ -188,3 +188,24 @@ def test_compare_is_polygraphys_rule_with_errors_relative_to_the_reference():
     assert not far["logits"].passed and far["logits"].max_rel == pytest.approx(0.5)  # 1 / |2.0|, not 1 / |3.0|
     assert not far["kept"].passed and (far["kept"].max_abs, far["kept"].max_rel) == (1.0, 0.0)
     assert not far["wide"].passed and far["wide"].note == "shape mismatch" and far["wide"].got_shape == [1, 3]
+
+
+def test_a_graph_of_standard_ops_builds_without_the_plugin(exported, monkeypatch):
+    """LLaVA's iterative vision encoder has no SaintTokenDrop node: its engine loads no plugin library
+    (none need exist), serializes none and keeps the lean runtime."""
+    folder, lib = exported
+    options = EngineOptions(batch=(1, 2, 4), version_compatible=True)
+    loaders = engine_loaders(folder / "m.trt.onnx", options, None, (3, 224, 224))
+    assert type(loaders.network).__name__ == "NetworkFromOnnxPath" and loaders.network.path == str(folder / "m.trt.onnx")
+    assert bool(loaders.config._config.version_compatible) and not loaders.config._config.exclude_lean_runtime
+    calls = {}
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(MemoryPoolType=SimpleNamespace(WORKSPACE="workspace")))
+    config = SimpleNamespace(set_memory_pool_limit=lambda pool, size: calls.update({pool: size}))
+    builder_settings(options, None)(None, None, config)
+    assert calls and getattr(config, "plugins_to_serialize", None) is None
+    from saint_export.models.record import ModelRecord
+    from saint_export.tensorrt.sidecar import sidecar
+
+    record = ModelRecord({"alias": "v"}, "random(seed=0)", [{"layer": 1, "fixed_r": 10}])
+    assert sidecar(options, [], None, "10.14", record)["plugin"] is None
+    assert sidecar(options, [], lib, "10.14", record)["plugin"]["library"] == str(lib)
