@@ -237,3 +237,24 @@ def test_llm_mode_refusals(images):
         model(input_ids=ids, pixel_values=images[:1], labels=ids)
     remove_patch(model)
     assert not hasattr(model.model.language_model, "_saint_prefill") and not model.model.language_model._forward_pre_hooks
+
+
+def test_llm_mode_without_cache_and_with_two_images_per_sample(images):
+    model = apply_patch(tiny_llava(seed=2), MODES["llm"])
+    lm = model.model.language_model
+    ids = torch.tensor([prompt([5], [7, 8])])
+    with torch.no_grad():
+        cached = model(input_ids=ids, pixel_values=images[:1]).logits
+        uncached = model(input_ids=ids, pixel_values=images[:1], use_cache=False).logits
+    assert cached.shape[1] < ids.shape[1] and torch.equal(cached, uncached)  # the keys come from k_proj and RoPE
+    two = [[1, 5, *([IMAGE] * 64), 6, *([IMAGE] * 64), 7], [1, *([IMAGE] * 64), 9, 9, *([IMAGE] * 64), 8, 7]]
+    batch_ids, mask = left_padded(two)
+    pixels = torch.cat([images[:2], images[1:3]])  # images in prompt order: sample 0 has 0, 1; sample 1 has 1, 2
+    with torch.no_grad():
+        batch = model(input_ids=batch_ids, attention_mask=mask, pixel_values=pixels).logits[:, -1]
+        kept = llama_prefill.kept_counts(lm)
+        for i, row in enumerate(two):
+            alone = model(input_ids=torch.tensor([row]), pixel_values=pixels[2 * i:2 * i + 2]).logits[:, -1]
+            assert (batch[i] - alone[0]).abs().max() <= 1e-4
+            assert [layer[0] for layer in llama_prefill.kept_counts(lm)] == [layer[i] for layer in kept]
+    assert all(0 < k < 128 for layer in kept for k in layer)  # both images' tokens form one span per sample
