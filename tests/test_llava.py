@@ -15,7 +15,7 @@ from saint_export.reference.patch import pruning
 
 transformers = pytest.importorskip("transformers", reason="needs transformers (pip install 'saint-export[hf]')")
 from saint_export.reference.patch import llama_prefill  # noqa: E402
-from saint_export.reference.patch.llava import LlavaSaint, apply_patch, remove_patch, shorten_spans  # noqa: E402
+from saint_export.reference.patch.llava import LlavaSaint, apply_patch, remove_patch, shorten_spans, use_mode  # noqa: E402
 
 IMAGE, PAD = 100, 0
 SAINT = LlavaSaint(vit_layer=1, keep=30, divisor=4)  # 64 patches -> 29 kept
@@ -258,3 +258,30 @@ def test_llm_mode_without_cache_and_with_two_images_per_sample(images):
             assert (batch[i] - alone[0]).abs().max() <= 1e-4
             assert [layer[0] for layer in llama_prefill.kept_counts(lm)] == [layer[i] for layer in kept]
     assert all(0 < k < 128 for layer in kept for k in layer)  # both images' tokens form one span per sample
+
+
+@torch.no_grad()
+def test_generate_and_forward_calls_the_way_users_make_them(images):
+    """Positional input ids, beams and several return sequences, and a decode step whose switch
+    differs from its prefill's: the masks belong to the cache."""
+    ids = torch.tensor([prompt([5], [7, 8])] * 2)
+    vit = apply_patch(tiny_llava(seed=3), SAINT)
+    assert torch.equal(vit(ids, images[:2]).logits, vit(input_ids=ids, pixel_values=images[:2]).logits)
+    greedy = vit.generate(ids, pixel_values=images[:2], max_new_tokens=3, do_sample=False)
+    assert torch.equal(greedy, vit.generate(inputs=ids, pixel_values=images[:2], max_new_tokens=3, do_sample=False))
+    short = greedy[:, :-3]  # the prompt with each image's placeholders cut to the tower's 29 features
+    assert short.shape[1] == ids.shape[1] - 35
+    beams = vit.generate(input_ids=ids, pixel_values=images[:2], max_new_tokens=3, num_beams=2, num_return_sequences=2,
+                         do_sample=False)
+    assert beams.shape[0] == 4 and torch.equal(beams[:, :short.shape[1]], short.repeat_interleave(2, 0))
+    hybrid = apply_patch(tiny_llava(seed=3), MODES["hybrid"])
+    out = hybrid.generate(input_ids=ids, pixel_values=images[:2], max_new_tokens=3, num_beams=2, do_sample=False)
+    assert out.shape == (2, ids.shape[1] - 35 + 3)
+    first = hybrid(input_ids=ids, pixel_values=images[:2], use_cache=True)
+    token = first.logits[:, -1:].argmax(-1)
+    cache_state = [(layer.keys.clone(), layer.values.clone()) for layer in first.cache.layers]
+    step = hybrid(input_ids=token, cache=first.cache).logits
+    for layer, (k, v) in zip(first.cache.layers, cache_state):
+        layer.keys, layer.values = k, v
+    with use_mode(hybrid, "dense"):
+        assert torch.equal(hybrid(input_ids=token, cache=first.cache).logits, step)

@@ -109,35 +109,46 @@ def _cache_of(kwargs: dict):
     return kwargs.get("cache", kwargs.get("past_key_values"))
 
 
-def _sequence(kwargs) -> torch.Tensor:
-    """The input ids [B, T] or embeddings [B, T, C] the language model was called with."""
+def _sequence(kwargs) -> torch.Tensor | None:
+    """The input ids [B, T] or embeddings [B, T, C] the language model was called with (keywords)."""
     embeds = kwargs.get("inputs_embeds")
-    return embeds if embeds is not None else kwargs["input_ids"]
+    return embeds if embeds is not None else kwargs.get("input_ids")
+
+
+def _mask2d(kwargs: dict) -> torch.Tensor | None:
+    mask = kwargs.get("attention_mask")
+    if mask is not None and mask.dim() != 2:
+        raise ConfigError("SAINT's LLM pruning needs a 2D attention mask (or none), not a prepared 4D one")
+    return mask
 
 
 def _start(lm: torch.nn.Module, kwargs: dict) -> dict:
-    """Before the language model runs: set up a pruned prefill, or the masks of a decode after one."""
+    """Before the language model runs: the masks of a decode after a pruned prefill (whatever the
+    switch says: they belong to the cache), or a pruned prefill."""
     state: _State = lm._saint_prefill
     pending, state.pending, state.run = state.pending, None, None
-    if not state.enabled:
-        return kwargs
     cache = _cache_of(kwargs)
-    mask2d = kwargs.get("attention_mask")
-    if mask2d is not None and mask2d.dim() != 2:
-        raise ConfigError("SAINT's LLM pruning needs a 2D attention mask (or none), not a prepared 4D one")
     if cache is not None and cache.get_seq_length() > 0:
         if getattr(cache, "_saint_valid", None):
-            state.run = _Decode(cache, mask2d, lm.config._attn_implementation or "eager")
+            state.run = _Decode(cache, _mask2d(kwargs), lm.config._attn_implementation or "eager")
             if state.rule.position_quirk:
                 kwargs = _shifted_positions(lm, cache, kwargs)
         return kwargs
-    if pending is None or not bool(pending.any()):
+    if cache is not None:  # an empty (reset) cache starts afresh
+        cache.__dict__.pop("_saint_valid", None)
+    sequence = _sequence(kwargs)
+    if not state.enabled or pending is None or sequence is None or not bool(pending.any()):
         return kwargs
-    embeds = _sequence(kwargs)
-    if pending.shape != embeds.shape[:2]:
-        raise ConfigError(f"SAINT's LLM pruning: image mask {list(pending.shape)} does not fit the sequence {list(embeds.shape[:2])}")
+    if cache is not None and type(cache).__name__ != "DynamicCache":
+        raise ConfigError(f"SAINT's LLM pruning keeps a shorter cache per layer: it needs a DynamicCache, not {type(cache).__name__}")
+    batch = sequence.shape[0]
+    if pending.shape[1] == sequence.shape[1] and batch % pending.shape[0] == 0:
+        pending = pending.repeat_interleave(batch // pending.shape[0], dim=0)  # generate's beams / return sequences
+    if pending.shape != sequence.shape[:2]:
+        raise ConfigError(f"SAINT's LLM pruning: image mask {list(pending.shape)} does not fit the sequence {list(sequence.shape[:2])}")
+    mask2d = _mask2d(kwargs)
     valid = torch.ones_like(pending) if mask2d is None else mask2d.bool()
-    state.run = _Prefill(pending.to(embeds.device), valid.to(embeds.device), lm.config._attn_implementation or "eager")
+    state.run = _Prefill(pending.to(sequence.device), valid.to(sequence.device), lm.config._attn_implementation or "eager")
     state.last_kept = []
     return kwargs
 
@@ -220,7 +231,7 @@ class _Prefill:
             kwargs["attention_mask"] = self._mask
             cache = _cache_of(kwargs)
             if cache is not None:
-                cache._saint_valid = {**getattr(cache, "_saint_valid", {}), j: self.valid}
+                cache.__dict__.setdefault("_saint_valid", {})[j] = self.valid
                 cache._saint_prompt = int(self.original["position_embeddings"][0].shape[1])
         return kwargs
 

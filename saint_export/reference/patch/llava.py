@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from typing import Any, Iterator
 
 import torch
@@ -78,7 +79,8 @@ def apply_patch(model: torch.nn.Module, saint: LlavaSaint | None = None) -> torc
             layer._saint_drop = functools.partial(_iterative, keep=saint.keep, divisor=saint.divisor, quirk=saint.quirk)
     model._saint_llava = model._saint_schedule = saint
     model._saint_host = HOST
-    model._saint_llava_hook = model.register_forward_pre_hook(_before_forward, with_kwargs=True)
+    model._saint_llava_hooks = [model.register_forward_pre_hook(_before_forward, with_kwargs=True),
+                                model.register_forward_hook(_forget_images, always_call=True)]
     model.generate = functools.partial(_generate, model, type(model).generate.__get__(model))
     return model
 
@@ -96,8 +98,9 @@ def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
     if hfpatch.is_patched(_tower(model)):
         hfpatch.remove_patch(_tower(model))
     llama_prefill.remove_patch(_language_model(model))
-    model._saint_llava_hook.remove()
-    for name in ("_saint_llava", "_saint_schedule", "_saint_host", "_saint_llava_hook", "generate"):
+    for hook in model._saint_llava_hooks:
+        hook.remove()
+    for name in ("_saint_llava", "_saint_schedule", "_saint_host", "_saint_llava_hooks", "generate"):
         model.__dict__.pop(name, None)
     return model
 
@@ -169,11 +172,12 @@ def with_image_embeds(model: torch.nn.Module, image_embeds: torch.Tensor, **inpu
     ids, *rest = shorten_spans(ids, token, image_embeds.shape[1], *(inputs.get(n) for n in names))
     inputs.update({n: t for n, t in zip(names, rest) if t is not None})
     embeds = inner.get_input_embeddings()(ids)
-    features = image_embeds.reshape(-1, image_embeds.shape[-1]).to(embeds.dtype)
+    features = image_embeds.reshape(-1, image_embeds.shape[-1]).to(embeds.device, embeds.dtype)
     if int((ids == token).sum()) != features.shape[0]:
         raise ConfigError(f"LLaVA: {image_embeds.shape[0]} image(s) of features for {int((ids == token).sum()) // max(image_embeds.shape[1], 1)} "
                           "image placeholder run(s) in the prompt")
     inputs["inputs_embeds"] = embeds.masked_scatter((ids == token).unsqueeze(-1), features)
+    _announce_images(model, ids, inputs)  # LLM pruning (llm, hybrid): where the image tokens now are
     return inputs, ids
 
 
@@ -193,27 +197,40 @@ def _announce_images(model, ids: torch.Tensor | None, kwargs: dict[str, Any]) ->
     llama_prefill.expect_images(_language_model(model), ids == model.config.image_token_id)
 
 
+def _forget_images(model, *_) -> None:
+    """After every forward, even a failed one: no announcement outlives the call it was made for."""
+    if llm_pruning_on(model):
+        llama_prefill.expect_images(_language_model(model), None)
+
+
 def _before_forward(model, args, kwargs):
-    if args:
-        return None
+    if args:  # positional arguments as keywords, so the hook sees input_ids and pixel_values
+        names = [p for p in inspect.signature(type(model).forward).parameters if p != "self"]
+        kwargs = {**dict(zip(names, args)), **kwargs}
     ids = kwargs.get("input_ids")
-    changed = None
     if kwargs.get("pixel_values") is not None and ids is not None and pruning_on(model):
-        changed, ids = _pruned_inputs(model, dict(kwargs))
+        return (), _pruned_inputs(model, dict(kwargs))[0]  # announces the shortened prompt's images
     _announce_images(model, ids, kwargs)
-    return None if changed is None else (args, changed)
+    return ((), kwargs) if args else None
 
 
 def _generate(model, stock_generate, *args, **kwargs):
     """``generate`` with the prompt shortened first when the tower prunes (the prefill then sees
     ``inputs_embeds``); returns the shortened prompt ids followed by the new tokens, as stock
     generate does for its prompt."""
+    if len(args) == 1 or "inputs" in kwargs:  # generate(input_ids, ...) / generate(inputs=input_ids)
+        kwargs["input_ids"] = args[0] if args else kwargs.pop("inputs")
+        args = ()
     if args or kwargs.get("pixel_values") is None or kwargs.get("input_ids") is None or not pruning_on(model):
         return stock_generate(*args, **kwargs)
-    with torch.no_grad():
-        kwargs, ids = _pruned_inputs(model, dict(kwargs))
-    _announce_images(model, ids, kwargs)
-    out = stock_generate(**kwargs)
+    try:
+        with torch.no_grad():
+            kwargs, ids = _pruned_inputs(model, dict(kwargs))
+        out = stock_generate(**kwargs)
+    finally:
+        _forget_images(model)
+    sequences = out if isinstance(out, torch.Tensor) else out.sequences
+    ids = ids.repeat_interleave(sequences.shape[0] // ids.shape[0], dim=0)  # beams / return sequences
     if isinstance(out, torch.Tensor):
         return torch.cat([ids, out], dim=1)
     out.sequences = torch.cat([ids, out.sequences], dim=1)  # return_dict_in_generate
