@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
 
 from .llava import llava_options, not_vision, run_vision
 from .options import (Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
@@ -83,15 +82,14 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
     from ..export.pipeline import output_folder
     from ..io import check_writable
     from ..models.registry import resolve
-    from .llava import llava_overrides
+    from .llava import llava_overrides, refuse_llava_options
 
     progress = Progress(quiet)
-    llava = resolve(opts["model_name"]).is_llava
-    if llava and not vision:
-        raise not_vision(resolve(opts["model_name"]).alias)
-    overrides = llava_overrides(opts)
-    if not (vision or llava) and overrides:
-        raise ConfigError("--mode, --vit-layer, --keep, --rule, --quirk, --llm-layers and --llm-threshold are LLaVA options")
+    cfg = resolve(opts["model_name"])
+    if cfg.is_llava and not vision:
+        raise not_vision(cfg.alias)
+    if not vision:
+        refuse_llava_options(opts)
     options = None
     if engine:
         from ..tensorrt.engine import EngineOptions
@@ -101,7 +99,7 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
         options = EngineOptions(batch=(lo, mid or lo, hi or mid or lo), precision=precision, version_compatible=version_compatible,
                                 timing_cache=Path(timing_cache) if timing_cache else None).validate()
     if vision:
-        return run_vision(opts, overrides, out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, device,
+        return run_vision(opts, llava_overrides(opts), out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, device,
                           options, engine)
     built = build_from_options(opts)
     report_path = check_writable(output_folder(opts["model_name"], out) / "validation.json", force)

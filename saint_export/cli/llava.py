@@ -38,6 +38,12 @@ def llava_overrides(opts: dict) -> dict:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def refuse_llava_options(opts: dict) -> None:
+    """For a vision transformer: the LLaVA options given (popped) are refused in one line."""
+    if llava_overrides(opts):
+        raise ConfigError("--mode, --vit-layer, --keep, --rule, --quirk, --llm-layers and --llm-threshold are LLaVA options")
+
+
 def llava_settings(opts: dict, alias: str, overrides: dict) -> dict:
     """LlavaSaint fields from the command line: the LLaVA options (``overrides``) plus --threshold,
     --k and --gamma, which set the tower's bipartite rule; the ViT schedule's other options are refused."""

@@ -82,10 +82,9 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, new_tokens, imag
         if device != "cpu" or tuple(backends) != ("ort", "torch"):
             raise ConfigError("a LLaVA bench times PyTorch on the CPU; --device and --backend are for vision transformers")
         return bench_llava_cmd(opts, batch_text, iters, image_dir, out, force, new_tokens)
-    from .llava import llava_overrides
+    from .llava import refuse_llava_options
 
-    if llava_overrides(opts):
-        raise ConfigError("--mode, --vit-layer, --keep, --rule, --quirk, --llm-layers and --llm-threshold are LLaVA options")
+    refuse_llava_options(opts)
     from .. import bench
     from ..export.pipeline import output_folder
     from ..io import check_writable, write_json

@@ -161,8 +161,7 @@ class VisionEncoder(torch.nn.Module):
 
     def __init__(self, tower: torch.nn.Module, projector: torch.nn.Module, llava_config, saint: LlavaSaint):
         super().__init__()
-        from ..reference.patch import transformers as hfpatch
-        from ..reference.schedule import build_schedule
+        from ..reference.patch.llava import patch_tower
 
         layer = llava_config.vision_feature_layer
         if not isinstance(layer, int):
@@ -176,8 +175,7 @@ class VisionEncoder(torch.nn.Module):
                               f"and a vit_layer before the feature layer ({saint.vit_layer} given, {self.used} layers used)")
         self.tower, self.projector, self.saint = tower, projector, saint
         self.strip_class = llava_config.vision_feature_select_strategy == "default"
-        hfpatch.apply_patch(tower, build_schedule({"layers": [saint.vit_layer], "threshold": saint.threshold,
-                                                   "k": saint.k, "gamma": saint.gamma}, depth), protected=1)
+        patch_tower(tower, saint)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from ..reference.iterative import iterative_drop

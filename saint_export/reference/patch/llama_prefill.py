@@ -212,28 +212,31 @@ class _Prefill:
         self.pruned = False
         self.original: dict | None = None  # position ids and embeddings of the full sequence
         self.keys: list[torch.Tensor] = []  # the key projection of the pruning layer now running
-        self._mask: torch.Tensor | None = None  # the current rows' mask, built once per drop
-        self._mask_built = False
+        self._inputs: dict | None = None  # the current rows' positions and mask, built once per drop
 
     def layer_inputs(self, j: int, hidden: torch.Tensor, kwargs: dict) -> dict:
         if self.original is None:
             self.original = {"position_ids": kwargs.get("position_ids"), "position_embeddings": kwargs["position_embeddings"]}
-        if self.pruned:
-            kwargs = dict(kwargs)
-            ids = self.original["position_ids"]
-            if ids is not None:
-                kwargs["position_ids"] = ids.expand(self.source.shape[0], -1).gather(1, self.source)
-            kwargs["position_embeddings"] = tuple(
-                e.expand(self.source.shape[0], -1, -1).gather(1, self.source.unsqueeze(-1).expand(-1, -1, e.shape[-1]))
-                for e in self.original["position_embeddings"])
-            if not self._mask_built:
-                self._mask, self._mask_built = self.mask(hidden.dtype), True
-            kwargs["attention_mask"] = self._mask
-            cache = _cache_of(kwargs)
-            if cache is not None:
-                cache.__dict__.setdefault("_saint_valid", {})[j] = self.valid
-                cache._saint_prompt = int(self.original["position_embeddings"][0].shape[1])
-        return kwargs
+        if not self.pruned:
+            return kwargs
+        if self._inputs is None:
+            self._inputs = self.inputs(hidden.dtype)
+        cache = _cache_of(kwargs)
+        if cache is not None:  # this layer's cache holds the current rows: its decode mask
+            cache.__dict__.setdefault("_saint_valid", {})[j] = self.valid
+            cache._saint_prompt = int(self.original["position_embeddings"][0].shape[1])
+        return {**kwargs, **self._inputs}
+
+    def inputs(self, dtype: torch.dtype) -> dict:
+        """The position ids, rotary embeddings and mask of the current rows (gathered from the full sequence's)."""
+        batch = self.source.shape[0]
+        ids = self.original["position_ids"]
+        inputs = {"position_ids": ids.expand(batch, -1).gather(1, self.source)} if ids is not None else {}
+        inputs["position_embeddings"] = tuple(
+            e.expand(batch, -1, -1).gather(1, self.source.unsqueeze(-1).expand(-1, -1, e.shape[-1]))
+            for e in self.original["position_embeddings"])
+        inputs["attention_mask"] = self.mask(dtype)
+        return inputs
 
     def mask(self, dtype: torch.dtype) -> torch.Tensor | None:
         if self.kind == "sdpa" and bool(self.valid.all()):
@@ -263,7 +266,7 @@ class _Prefill:
         self.valid = ~filler
         self.is_image = self.is_image.gather(1, rows) & self.valid
         self.source = self.source.gather(1, rows)
-        self.pruned, self._mask_built = True, False
+        self.pruned, self._inputs = True, None
         return hidden.gather(1, rows.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])), kept
 
 

@@ -71,18 +71,25 @@ def apply_patch(model: torch.nn.Module, saint: LlavaSaint | None = None) -> torc
     if saint.prunes_llm:
         llama_prefill.apply_patch(_language_model(model), saint.prefill_rule)
     if saint.prunes_tower:
-        schedule = build_schedule({"layers": [saint.vit_layer], "threshold": saint.threshold, "k": saint.k,
-                                   "gamma": saint.gamma}, vision.num_hidden_layers)
-        hfpatch.apply_patch(tower, schedule, protected=1)
-        if saint.rule == "iterative":
-            layer = hfpatch.saint_layers(tower)[saint.vit_layer]
-            layer._saint_drop = functools.partial(_iterative, keep=saint.keep, divisor=saint.divisor, quirk=saint.quirk)
+        patch_tower(tower, saint)
     model._saint_llava = model._saint_schedule = saint
     model._saint_host = HOST
     model._saint_llava_hooks = [model.register_forward_pre_hook(_before_forward, with_kwargs=True),
                                 model.register_forward_hook(_forget_images, always_call=True)]
     model.generate = functools.partial(_generate, model, type(model).generate.__get__(model))
     return model
+
+
+def patch_tower(tower: torch.nn.Module, saint: LlavaSaint) -> torch.nn.Module:
+    """The CLIP tower (in place) with ``saint``'s rule after the attention residual of ``vit_layer``:
+    the iterative drop, or SAINT's bipartite rule (the transformers patch's own)."""
+    schedule = build_schedule({"layers": [saint.vit_layer], "threshold": saint.threshold, "k": saint.k, "gamma": saint.gamma},
+                              tower.config.num_hidden_layers)
+    hfpatch.apply_patch(tower, schedule, protected=1)
+    if saint.rule == "iterative":
+        layer = hfpatch.saint_layers(tower)[saint.vit_layer]
+        layer._saint_drop = functools.partial(_iterative, keep=saint.keep, divisor=saint.divisor, quirk=saint.quirk)
+    return tower
 
 
 def _language_model(model: torch.nn.Module) -> torch.nn.Module:
