@@ -125,8 +125,8 @@ def test_per_sample_enqueue_build_and_runtime_phase_equal_reference(build, tmp_p
     ref = saint_drop_per_sample(tokens, metric, mask, 0.75, 5, 10.0, 1, fixed_r)
     assert len(set(ref.mask.sum(1).tolist())) > 2
     write_case(tmp_path, tokens, metric, ref, fixed_r=fixed_r)
-    mask.numpy().astype("u1").tofile(tmp_path / "mask.u8")
-    ref.mask.numpy().astype("u1").tofile(tmp_path / "expected_mask.u8")
+    mask.numpy().astype("<i4").tofile(tmp_path / "mask.i32")
+    ref.mask.numpy().astype("<i4").tofile(tmp_path / "expected_mask.i32")
     run_host_case(build, "--per-sample-case", tmp_path)
 
 

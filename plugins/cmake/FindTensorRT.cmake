@@ -23,10 +23,6 @@ if(Python3_Interpreter_FOUND)
     list(APPEND _trt_lib_hints ${_trt_py_libs})
   endif()
 endif()
-find_library(TensorRT_LIBRARY NAMES nvinfer nvinfer.so.10 libnvinfer.so.10
-  HINTS ${_trt_roots} ${_trt_lib_hints}
-  PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu lib/aarch64-linux-gnu)
-
 if(TensorRT_INCLUDE_DIR AND EXISTS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h")
   file(READ "${TensorRT_INCLUDE_DIR}/NvInferVersion.h" _trt_version_h)
   foreach(_part MAJOR MINOR PATCH)
@@ -35,6 +31,11 @@ if(TensorRT_INCLUDE_DIR AND EXISTS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h")
   endforeach()
   set(TensorRT_VERSION "${_trt_MAJOR}.${_trt_MINOR}.${_trt_PATCH}")
 endif()
+
+# the runtime of the headers' major (the wheel and the tarball ship only libnvinfer.so.<major>)
+find_library(TensorRT_LIBRARY NAMES nvinfer nvinfer.so.${_trt_MAJOR} libnvinfer.so.${_trt_MAJOR}
+  HINTS ${_trt_roots} ${_trt_lib_hints}
+  PATH_SUFFIXES lib lib64 lib/x86_64-linux-gnu lib/aarch64-linux-gnu)
 
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(TensorRT REQUIRED_VARS TensorRT_INCLUDE_DIR VERSION_VAR TensorRT_VERSION)

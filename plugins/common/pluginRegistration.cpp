@@ -1,24 +1,40 @@
 /*
- * Entry points of libsaint_plugins.so, one creator registered once whichever way the library
- * is loaded:
- *   - getCreators / setLoggerFinder: IPluginRegistry::loadLibrary, trtexec --dynamicPlugins,
- *     trt.get_plugin_registry().load_library (TensorRT >= 10.0);
- *   - load-time registration (SAINT_STATIC_REGISTRATION, ON by default) for loaders that only
- *     dlopen: Polygraphy --plugins (ctypes.CDLL), LD_PRELOAD, Triton's
- *     --backend-config=tensorrt,plugins=..., trtexec --plugins. The library does not link
- *     libnvinfer: when it loads, it looks for an already loaded libnvinfer (dlopen with
- *     RTLD_NOLOAD, so a copy loaded RTLD_LOCAL by Python counts too) and registers with its
- *     getPluginRegistry(). Nothing is registered when no libnvinfer is loaded yet.
- *   - when both meet (the library was registered on load and then loadLibrary calls
- *     getCreators), getCreators first withdraws the load-time registration, so loadLibrary's
- *     registration is the only one (and deregisterLibrary removes it).
+ * Entry points of the plugin libraries: one source, two libraries, one registration path each
+ * (a library never calls the plugin registry from inside IPluginRegistry::loadLibrary, which holds
+ * the registry's lock while it dlopens the library and calls getCreators):
+ *
+ *   libsaint_plugins.so (default): getCreators / setLoggerFinder, nothing at load time. For every
+ *     loader that goes through the registry: IPluginRegistry::loadLibrary,
+ *     trt.get_plugin_registry().load_library (what saint-export uses), trtexec --dynamicPlugins,
+ *     plugins serialized into version-compatible engines (IBuilderConfig::setPluginsToSerialize).
+ *
+ *   libsaint_plugins_onload.so (SAINT_REGISTER_ON_LOAD): registers its creator when it is dlopened
+ *     into a process that already has libnvinfer loaded, and exports no getCreators (so loadLibrary
+ *     refuses it instead of re-entering the registry). For loaders that only dlopen:
+ *     Polygraphy's --plugins and LoadPlugins (ctypes.CDLL), trtexec --plugins, and Triton's
+ *     --backend-config=tensorrt,plugins=... (the TensorRT backend dlopens it after libnvinfer).
+ *     It does not link libnvinfer: it finds the loaded runtime by soname (RTLD_NOLOAD, which also
+ *     sees a copy loaded RTLD_LOCAL, as the tensorrt wheel loads it). LD_PRELOAD cannot work: the
+ *     constructor runs before any libnvinfer is loaded, and nothing is registered.
  */
 #include "../saint_token_drop/saintTokenDropPlugin.h"
 
 #include <NvInferRuntime.h>
+#include <NvInferVersion.h>
 
-#include <dlfcn.h>
-#include <mutex>
+#define SAINT_PUBLIC __attribute__((visibility("default")))
+
+// The TensorRT major this build targets: the headers' (the plugin and registry interfaces' ABI differs
+// between majors, e.g. ILoggerFinder and IPluginRegistry changed in 11). Only the tests' emulated
+// TensorRT sets SAINT_TENSORRT_MAJOR: its stand-in runtimes are all built from one set of headers.
+#ifndef SAINT_TENSORRT_MAJOR
+#define SAINT_TENSORRT_MAJOR NV_TENSORRT_MAJOR
+#endif
+
+extern "C" SAINT_PUBLIC int32_t saintPluginTensorRTMajor()
+{
+    return SAINT_TENSORRT_MAJOR;
+}
 
 namespace
 {
@@ -27,76 +43,87 @@ saint::SaintTokenDropCreator& tokenDropCreator()
     static saint::SaintTokenDropCreator creator;
     return creator;
 }
-
-std::mutex gRegistrationMutex;
-nvinfer1::IPluginRegistry* gLoadTimeRegistry{nullptr}; // where the load-time registration went
 } // namespace
 
-#define SAINT_PUBLIC __attribute__((visibility("default")))
+#ifndef SAINT_REGISTER_ON_LOAD
 
 extern "C"
 {
+    //! Keeps the finder: findLogger() is asked at each message, from the thread of the plugin call.
     SAINT_PUBLIC void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
     {
-        saint::setLogger(finder != nullptr ? finder->findLogger() : nullptr);
+        saint::setLoggerFinder(finder);
     }
 
     SAINT_PUBLIC nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
     {
         static nvinfer1::IPluginCreatorInterface* const creators[] = {&tokenDropCreator()};
-        {
-            std::lock_guard<std::mutex> lock(gRegistrationMutex);
-            if (gLoadTimeRegistry != nullptr)
-            {
-                gLoadTimeRegistry->deregisterCreator(tokenDropCreator());
-                gLoadTimeRegistry = nullptr;
-            }
-        }
         nbCreators = 1;
         return creators;
     }
 }
 
-#ifdef SAINT_STATIC_REGISTRATION
+#else // SAINT_REGISTER_ON_LOAD
+
+#include <dlfcn.h>
+#include <string>
+
 namespace
 {
 using GetRegistry = nvinfer1::IPluginRegistry* (*) ();
 using GetLogger = nvinfer1::ILogger* (*) ();
 
-//! The full and lean/dispatch runtimes all export getPluginRegistry / getLogger.
-constexpr char const* kRUNTIME_LIBRARIES[] = {"libnvinfer.so.10", "libnvinfer_lean.so.10", "libnvinfer_dispatch.so.10"};
-
-//! getPluginRegistry / getLogger of a libnvinfer already in the process, or nullptr.
-void* loadedRuntimeSymbol(char const* symbol)
+//! ``symbol`` of a TensorRT runtime already in the process (full, lean or dispatch library, of the
+//! major built for first, then of the other supported majors), or nullptr; ``major`` says whose.
+void* loadedRuntimeSymbol(char const* symbol, int& major)
 {
-    for (char const* lib : kRUNTIME_LIBRARIES)
+    int const majors[] = {SAINT_TENSORRT_MAJOR, 10, 11};
+    char const* const stems[] = {"libnvinfer.so.", "libnvinfer_lean.so.", "libnvinfer_dispatch.so."};
+    for (int i = 0; i < 3; ++i)
     {
-        void* handle = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD);
-        if (handle == nullptr)
+        if (i > 0 && majors[i] == SAINT_TENSORRT_MAJOR)
             continue;
-        void* fn = dlsym(handle, symbol);
-        dlclose(handle); // RTLD_NOLOAD took a reference; the library stays loaded
-        if (fn != nullptr)
-            return fn;
+        for (char const* stem : stems)
+        {
+            std::string const lib = stem + std::to_string(majors[i]);
+            void* handle = dlopen(lib.c_str(), RTLD_LAZY | RTLD_NOLOAD);
+            if (handle == nullptr)
+                continue;
+            void* fn = dlsym(handle, symbol);
+            dlclose(handle); // RTLD_NOLOAD took a reference; the library stays loaded
+            if (fn != nullptr)
+                return major = majors[i], fn;
+        }
     }
-    return dlsym(RTLD_DEFAULT, symbol);
+    return nullptr;
 }
 
 void registerOnLoad() noexcept
 {
     try
     {
-        auto getRegistry = reinterpret_cast<GetRegistry>(loadedRuntimeSymbol("getPluginRegistry"));
+        int major = 0;
+        auto getRegistry = reinterpret_cast<GetRegistry>(loadedRuntimeSymbol("getPluginRegistry", major));
+        if (getRegistry != nullptr && major != SAINT_TENSORRT_MAJOR)
+        {
+            saint::logError("libsaint_plugins_onload.so was built for TensorRT " + std::to_string(SAINT_TENSORRT_MAJOR)
+                + " but this process runs libnvinfer.so." + std::to_string(major)
+                + ": nothing registered; rebuild plugins/ against the TensorRT " + std::to_string(major) + " headers");
+            return;
+        }
         nvinfer1::IPluginRegistry* registry = getRegistry != nullptr ? getRegistry() : nullptr;
         if (registry == nullptr)
-            return; // not inside a TensorRT process (yet): loadLibrary/getCreators still works
-        if (auto getLogger = reinterpret_cast<GetLogger>(loadedRuntimeSymbol("getLogger")))
-            saint::setLogger(getLogger());
-        std::lock_guard<std::mutex> lock(gRegistrationMutex);
+        {
+            saint::logWarning("libsaint_plugins_onload.so: no TensorRT runtime (libnvinfer.so.10/.11) is loaded in this "
+                              "process, nothing registered; load TensorRT first, or load libsaint_plugins.so through "
+                              "the plugin registry (loadLibrary)");
+            return;
+        }
+        if (auto getLogger = reinterpret_cast<GetLogger>(loadedRuntimeSymbol("getLogger", major)))
+            saint::setLoadTimeLogger(getLogger());
         if (registry->getCreator(saint::kPLUGIN_NAME, saint::kPLUGIN_VERSION, saint::kPLUGIN_NAMESPACE) != nullptr)
-            return; // another copy of the library registered it
-        if (registry->registerCreator(tokenDropCreator(), saint::kPLUGIN_NAMESPACE))
-            gLoadTimeRegistry = registry;
+            return; // libsaint_plugins.so (or another copy) registered it already
+        registry->registerCreator(tokenDropCreator(), saint::kPLUGIN_NAMESPACE);
     }
     catch (...)
     {
@@ -109,4 +136,5 @@ __attribute__((constructor)) void saintRegisterOnLoad()
     registerOnLoad();
 }
 } // namespace
-#endif
+
+#endif // SAINT_REGISTER_ON_LOAD

@@ -25,18 +25,18 @@ extern "C"
     //! dtype: 0 float32, 1 float16, 2 bfloat16. Returns a cudaError_t value (0 = success).
     int32_t saint_token_drop(int32_t dtype, void const* tokens, void const* metric, int32_t batch, int32_t numTokens,
         int32_t channels, int32_t dim, float threshold, int32_t k, float gamma, int32_t protectedTokens, int32_t fixedR,
-        void* tokensOut, int64_t* keptIndex, int64_t* keptCount, void* workspace, size_t workspaceBytes, void* stream)
+        void* tokensOut, int64_t* keptIndex, int32_t* keptCount, void* workspace, size_t workspaceBytes, void* stream)
     {
         saint::TokenDropParams const p{batch, numTokens, channels, dim, threshold, k, gamma, protectedTokens, fixedR};
         return static_cast<int32_t>(saint::tokenDropLaunch(p, static_cast<saint::DType>(dtype), tokens, metric, tokensOut,
             keptIndex, keptCount, workspace, workspaceBytes, static_cast<cudaStream_t>(stream)));
     }
 
-    //! The per-sample vote: mask [B, N] bytes (nullptr = all real) in, maskOut [B, M] bytes out.
-    int32_t saint_token_drop_masked(int32_t dtype, void const* tokens, void const* metric, uint8_t const* mask,
+    //! The per-sample vote: mask [B, N] int32 (nullptr = all real) in, maskOut [B, M] int32 out.
+    int32_t saint_token_drop_masked(int32_t dtype, void const* tokens, void const* metric, int32_t const* mask,
         int32_t batch, int32_t numTokens, int32_t channels, int32_t dim, float threshold, int32_t k, float gamma,
-        int32_t protectedTokens, int32_t fixedR, void* tokensOut, int64_t* keptIndex, uint8_t* maskOut,
-        int64_t* keptCount, void* workspace, size_t workspaceBytes, void* stream)
+        int32_t protectedTokens, int32_t fixedR, void* tokensOut, int64_t* keptIndex, int32_t* maskOut,
+        int32_t* keptCount, void* workspace, size_t workspaceBytes, void* stream)
     {
         saint::TokenDropParams const p{batch, numTokens, channels, dim, threshold, k, gamma, protectedTokens, fixedR, 1};
         return static_cast<int32_t>(saint::tokenDropLaunch(p, static_cast<saint::DType>(dtype), tokens, metric, tokensOut,

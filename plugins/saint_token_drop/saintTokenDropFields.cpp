@@ -84,10 +84,15 @@ bool storeField(int32_t which, double v, TokenDropAttrs& attrs, std::string& err
             return rangeError(error, kFIELD_FIXED_R, "-1 (vote) or in [0, 8192]");
         attrs.fixedR = static_cast<int32_t>(v);
         return true;
-    default:
+    case 5:
         if (v != 0 && v != 1)
             return rangeError(error, kFIELD_PER_SAMPLE, "0 (batch vote) or 1 (per-sample vote)");
         attrs.perSample = static_cast<int32_t>(v);
+        return true;
+    default:
+        if (v < 0 || v > kMaxTokens)
+            return rangeError(error, kFIELD_MAX_TOKENS, "0 (unknown) or in [1, 8192]");
+        attrs.maxTokens = static_cast<int32_t>(v);
         return true;
     }
 }
@@ -165,6 +170,7 @@ std::vector<PluginField> tokenDropFields(TokenDropAttrs* attrs)
         PluginField(kFIELD_PROTECTED, withData ? &attrs->protectedTokens : nullptr, PluginFieldType::kINT32, 1),
         PluginField(kFIELD_FIXED_R, withData ? &attrs->fixedR : nullptr, PluginFieldType::kINT32, 1),
         PluginField(kFIELD_PER_SAMPLE, withData ? &attrs->perSample : nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kFIELD_MAX_TOKENS, withData ? &attrs->maxTokens : nullptr, PluginFieldType::kINT32, 1),
     };
 }
 

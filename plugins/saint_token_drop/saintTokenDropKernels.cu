@@ -173,8 +173,8 @@ __global__ void rowStatsKernel(float const* __restrict__ normed, int32_t* __rest
         atomicAdd(votes + (lens ? b : 0), 1);
 }
 
-//! lens[b] = real tokens of sample b (mask bytes summed); N for every sample without a mask.
-__global__ void lengthsKernel(uint8_t const* __restrict__ mask, int32_t* __restrict__ lens, int32_t tokens)
+//! lens[b] = real tokens of sample b (nonzero mask entries counted); N for every sample without a mask.
+__global__ void lengthsKernel(int32_t const* __restrict__ mask, int32_t* __restrict__ lens, int32_t tokens)
 {
     int32_t const b = blockIdx.x;
     int32_t count = 0;
@@ -267,8 +267,8 @@ __global__ void gatherKernel(T const* __restrict__ tokens, T* __restrict__ out, 
 }
 
 //! kept_index rows are written with stride N; pack them (and maskOut, when given) to stride M; keptCount = M.
-__global__ void packKeptKernel(int64_t const* __restrict__ src, int64_t* __restrict__ dst, uint8_t* __restrict__ maskOut,
-    int32_t const* __restrict__ mDev, int64_t* __restrict__ keptCount, int32_t numTokens, int32_t batch)
+__global__ void packKeptKernel(int64_t const* __restrict__ src, int64_t* __restrict__ dst, int32_t* __restrict__ maskOut,
+    int32_t const* __restrict__ mDev, int32_t* __restrict__ keptCount, int32_t numTokens, int32_t batch)
 {
     int32_t const m = *mDev;
     if (blockIdx.x == 0 && threadIdx.x == 0)
@@ -281,13 +281,13 @@ __global__ void packKeptKernel(int64_t const* __restrict__ src, int64_t* __restr
         int64_t const t = i % m;
         dst[i] = src[b * numTokens + t];
         if (maskOut)
-            maskOut[i] = dst[i] >= 0;
+            maskOut[i] = dst[i] >= 0 ? 1 : 0;
     }
 }
 
 template <typename T>
 cudaError_t launchTyped(TokenDropParams const& p, T const* tokens, T const* metric, T* tokensOut, int64_t* keptIndex,
-    int64_t* keptCount, Workspace const& w, int64_t* keptScratch, TokenDropMasks masks, cudaStream_t stream)
+    int32_t* keptCount, Workspace const& w, int64_t* keptScratch, TokenDropMasks masks, cudaStream_t stream)
 {
     int32_t const free = p.tokens - p.protectedTokens;
     int32_t const na = free > 0 ? (free + 1) / 2 : 0;
@@ -364,7 +364,7 @@ char const* tokenDropCheckParams(TokenDropParams const& p) noexcept
 }
 
 cudaError_t tokenDropLaunch(TokenDropParams const& p, DType dtype, void const* tokens, void const* metric, void* tokensOut,
-    int64_t* keptIndex, int64_t* keptCount, void* workspace, size_t workspaceBytes, cudaStream_t stream,
+    int64_t* keptIndex, int32_t* keptCount, void* workspace, size_t workspaceBytes, cudaStream_t stream,
     TokenDropMasks masks) noexcept
 {
     if (tokenDropCheckParams(p) != nullptr || workspaceBytes < tokenDropWorkspaceSize(p.batch, p.tokens, p.dim)

@@ -43,11 +43,12 @@ struct TokenDropParams
     int32_t perSample = 0;   // 1 = every sample votes alone (batch-invariant); needs maskOut
 };
 
-//! Key-padding masks of the per-sample vote, one byte per token (1 = real token).
+//! Key-padding masks of the per-sample vote, one int32 per token (nonzero = real token): TensorRT
+//! plugins cannot take or give BOOL/UINT8 tensors (NvInferRuntime.h, PluginTensorDesc::type).
 struct TokenDropMasks
 {
-    uint8_t const* mask = nullptr; // [B, N] input, real tokens first; nullptr = every token real
-    uint8_t* maskOut = nullptr;    // [B, N] capacity; the first B * M bytes are written, packed [B, M]
+    int32_t const* mask = nullptr; // [B, N] input, real tokens first; nullptr = every token real
+    int32_t* maskOut = nullptr;    // [B, N] capacity; the first B * M entries are written (0/1), packed [B, M]
 };
 
 //! Largest N the kernels accept (the sort holds Na = ceil((N - P) / 2) scores in shared memory).
@@ -63,11 +64,11 @@ char const* tokenDropCheckParams(TokenDropParams const& p) noexcept;
 //!   tokens    [B, N, C] of dtype, metric [B, N, D] of dtype (device)
 //!   tokensOut [B, N, C] capacity; the first M = N - r rows per sample are written
 //!   keptIndex [B, N] int64 capacity; the first M per sample are written
-//!   keptCount  one int64: M
+//!   keptCount  one int32: M (TensorRT size tensors are int32)
 //!   masks      perSample only: the input mask (optional) and maskOut (required)
 //! Returns the first CUDA error (launch errors are checked after each kernel).
 cudaError_t tokenDropLaunch(TokenDropParams const& p, DType dtype, void const* tokens, void const* metric,
-    void* tokensOut, int64_t* keptIndex, int64_t* keptCount, void* workspace, size_t workspaceBytes,
+    void* tokensOut, int64_t* keptIndex, int32_t* keptCount, void* workspace, size_t workspaceBytes,
     cudaStream_t stream, TokenDropMasks masks = {}) noexcept;
 
 } // namespace saint

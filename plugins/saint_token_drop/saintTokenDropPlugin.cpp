@@ -4,6 +4,7 @@
  */
 #include "saintTokenDropPlugin.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -15,15 +16,24 @@ namespace saint
 {
 namespace
 {
-ILogger* gLogger{nullptr};
+std::atomic<ILoggerFinder*> gFinder{nullptr};
+std::atomic<ILogger*> gLoadTimeLogger{nullptr};
 
 void log(ILogger::Severity severity, std::string const& message) noexcept
 {
-    std::string const line = std::string("[SaintTokenDrop] ") + message;
-    if (gLogger != nullptr)
-        gLogger->log(severity, line.c_str());
-    else
-        std::cerr << line << std::endl;
+    try
+    {
+        std::string const line = std::string("[SaintTokenDrop] ") + message;
+        ILoggerFinder* finder = gFinder.load();
+        ILogger* logger = finder != nullptr ? finder->findLogger() : gLoadTimeLogger.load();
+        if (logger != nullptr)
+            logger->log(severity, line.c_str());
+        else
+            std::cerr << line << std::endl;
+    }
+    catch (...)
+    {
+    }
 }
 
 
@@ -57,7 +67,8 @@ R guarded(char const* where, R onError, F&& body) noexcept
 
 void logError(std::string const& message) noexcept { log(ILogger::Severity::kERROR, message); }
 void logWarning(std::string const& message) noexcept { log(ILogger::Severity::kWARNING, message); }
-void setLogger(ILogger* logger) noexcept { gLogger = logger; }
+void setLoggerFinder(ILoggerFinder* finder) noexcept { gFinder.store(finder); }
+void setLoadTimeLogger(ILogger* logger) noexcept { gLoadTimeLogger.store(logger); }
 
 
 SaintTokenDropPlugin::SaintTokenDropPlugin(TokenDropAttrs const& attrs)
@@ -136,7 +147,7 @@ int32_t SaintTokenDropPlugin::getOutputDataTypes(
                 + std::to_string(getNbOutputs()) + " outputs");
         outputTypes[0] = inputTypes[0];
         for (int32_t i = 1; i < nbOutputs; ++i)
-            outputTypes[i] = mAttrs.perSample && i == 2 ? DataType::kBOOL : DataType::kINT64;
+            outputTypes[i] = i == 1 ? DataType::kINT64 : DataType::kINT32; // kept_index; mask_out, kept_count
         return 0;
     });
 }
@@ -163,6 +174,22 @@ int32_t SaintTokenDropPlugin::staticOutputShapes(DimsExprs const& tokens, IExprB
     });
 }
 
+int32_t SaintTokenDropPlugin::sizeTensorShape(
+    DimsExprs const& tokens, int32_t outputIndex, IExprBuilder& eb, IDimensionExpr const*& m) const noexcept
+{
+    return guarded("getOutputShapes", int32_t{-1}, [&]() -> int32_t {
+        IDimensionExpr const* n = tokens.d[1];
+        int64_t bound = n != nullptr && n->isConstant() ? n->getConstantValue() : mAttrs.maxTokens;
+        if (bound <= 0)
+            return fail("getOutputShapes: the token count N is not static and the field 'max_tokens' is not set: "
+                        "re-export the model (saint-export sets max_tokens on every TensorRT-lowered node)");
+        // opt and upper: constants (opt must not depend on a size tensor, and N downstream of a vote is one)
+        IDimensionExpr const* c = eb.constant(bound);
+        m = c != nullptr ? eb.declareSizeTensor(outputIndex, *c, *c) : nullptr;
+        return m == nullptr ? fail("declareSizeTensor failed") : 0;
+    });
+}
+
 int32_t SaintTokenDropPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* shapeInputs,
     int32_t nbShapeInputs, DimsExprs* outputs, int32_t nbOutputs, IExprBuilder& exprBuilder) noexcept
 {
@@ -176,11 +203,9 @@ int32_t SaintTokenDropPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
         IDimensionExpr const* m = nullptr;
         if (mAttrs.perSample)
         {
-            // M = the longest sample after its own vote: a size tensor with upper bound N, fixed_r or not
-            IDimensionExpr const* n = inputs[0].d[1];
-            m = exprBuilder.declareSizeTensor(3, *n, *n);
-            if (m == nullptr)
-                return fail("declareSizeTensor failed");
+            // M = the longest sample after its own vote: a size tensor, fixed_r or not
+            if (sizeTensorShape(inputs[0], 3, exprBuilder, m) != 0)
+                return -1;
             outputs[2].nbDims = 2;
             outputs[2].d[0] = inputs[0].d[0];
             outputs[2].d[1] = m;
@@ -193,11 +218,9 @@ int32_t SaintTokenDropPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
         }
         else
         {
-            // M = N - r is decided on the device: a size tensor with upper bound N
-            IDimensionExpr const* n = inputs[0].d[1];
-            m = exprBuilder.declareSizeTensor(2, *n, *n);
-            if (m == nullptr)
-                return fail("declareSizeTensor failed");
+            // M = N - r is decided on the device: a size tensor
+            if (sizeTensorShape(inputs[0], 2, exprBuilder, m) != 0)
+                return -1;
             outputs[2].nbDims = 0;
         }
         outputs[0].nbDims = 3;
@@ -225,9 +248,9 @@ bool SaintTokenDropPlugin::supportsFormatCombination(
             return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF || desc.type == DataType::kBF16;
         if (pos == 1 || pos == nbInputs) // metric, tokens_out
             return desc.type == inOut[0].desc.type;
-        if (mAttrs.perSample && (pos == 2 || pos == nbInputs + 2)) // mask, mask_out
-            return desc.type == DataType::kBOOL;
-        return desc.type == DataType::kINT64; // kept_index, kept_count
+        if (pos == nbInputs + 1) // kept_index
+            return desc.type == DataType::kINT64;
+        return desc.type == DataType::kINT32; // mask, mask_out, kept_count
     });
 }
 
@@ -294,12 +317,12 @@ int32_t SaintTokenDropPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginT
         size_t const kernelBytes = tokenDropWorkspaceSize(p.batch, p.tokens, p.dim);
         // without the kept_count output, M goes to a slot after the kernels' workspace
         int32_t const nbOut = getNbOutputs();
-        int64_t* keptCount = nbOut >= 3
-            ? static_cast<int64_t*>(outputs[nbOut - 1])
-            : reinterpret_cast<int64_t*>(static_cast<char*>(workspace) + kernelBytes);
+        int32_t* keptCount = nbOut >= 3
+            ? static_cast<int32_t*>(outputs[nbOut - 1])
+            : reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + kernelBytes);
         TokenDropMasks masks{};
         if (mAttrs.perSample)
-            masks = {static_cast<uint8_t const*>(inputs[2]), static_cast<uint8_t*>(outputs[2])};
+            masks = {static_cast<int32_t const*>(inputs[2]), static_cast<int32_t*>(outputs[2])};
         cudaError_t const err = tokenDropLaunch(p, dtype, inputs[0], inputs[1], outputs[0], static_cast<int64_t*>(outputs[1]),
             keptCount, workspace, kernelBytes, stream, masks);
         if (err != cudaSuccess)

@@ -2,17 +2,23 @@
  * SaintTokenDrop TensorRT plugin (IPluginV3: OneCore, OneBuild, OneRuntime) and its creator.
  *
  * Inputs : 0 tokens [B, N, C], 1 metric [B, N, D]           (float, half or bf16; same type)
- *          2 mask [B, N] bool                                 (per_sample = 1 only)
+ *          2 mask [B, N] int32, nonzero = real token          (per_sample = 1 only)
  * Outputs: 0 tokens_out [B, M, C] (input type)
  *          1 kept_index [B, M] int64
- *          2 kept_count  int64 scalar: the size tensor M = N - r (upper bound N); vote mode only
+ *          2 kept_count  int32 scalar: the size tensor M = N - r; vote mode only
+ * Plugin I/O never uses kBOOL or kUINT8 (NvInferRuntime.h: not supported for PluginTensorDesc::type
+ * and IPluginV3OneBuild::getOutputDataTypes): the lowered ONNX casts the bool mask to int32 and back.
+ * The size tensor is kINT32 (the only size-tensor type before TensorRT 10.15), and its opt and upper
+ * bound are build-time constants: N when N is static, else the field max_tokens (an upper bound on N
+ * set at export), since opt must not depend on a size tensor (IExprBuilder::declareSizeTensor).
  * With fixed_r >= 0, M = N - min(fixed_r, Na) (Na = ceil((N - P) / 2), 0 when N - P < 2) is an
  * expression of the input dims: the plugin then has two outputs and no data-dependent shape.
  * per_sample = 1 (SaintTokenDrop version 2): every sample votes alone, rows padded to the longest:
- *          2 mask_out [B, M] bool, 3 kept_count (the size tensor, fixed_r or not: M depends on the mask)
+ *          2 mask_out [B, M] int32, 3 kept_count (the size tensor, fixed_r or not: M depends on the mask)
  * Fields : threshold (float32), k (int32), gamma (float32), protected (int32), fixed_r (int32),
- *          per_sample (int32, optional, default 0), the attribute names of the ONNX node
- *          saint.SaintTokenDrop (see spec.yaml). Engines serialized before per_sample existed load as 0.
+ *          per_sample (int32, optional, default 0), max_tokens (int32, optional, default 0 = unknown),
+ *          the attribute names of the ONNX node saint.SaintTokenDrop (see spec.yaml). Engines
+ *          serialized before per_sample or max_tokens existed load them as 0.
  */
 #pragma once
 
@@ -37,10 +43,11 @@ constexpr char const* kFIELD_GAMMA = "gamma";
 constexpr char const* kFIELD_PROTECTED = "protected";
 constexpr char const* kFIELD_FIXED_R = "fixed_r";
 constexpr char const* kFIELD_PER_SAMPLE = "per_sample";
-constexpr int32_t kNB_FIELDS = 6;
-constexpr int32_t kNB_REQUIRED_FIELDS = 5; //!< the first five; per_sample may be absent (0)
+constexpr char const* kFIELD_MAX_TOKENS = "max_tokens";
+constexpr int32_t kNB_FIELDS = 7;
+constexpr int32_t kNB_REQUIRED_FIELDS = 5; //!< the first five; per_sample and max_tokens may be absent (0)
 constexpr char const* kFIELD_NAMES[kNB_FIELDS]
-    = {kFIELD_THRESHOLD, kFIELD_K, kFIELD_GAMMA, kFIELD_PROTECTED, kFIELD_FIXED_R, kFIELD_PER_SAMPLE};
+    = {kFIELD_THRESHOLD, kFIELD_K, kFIELD_GAMMA, kFIELD_PROTECTED, kFIELD_FIXED_R, kFIELD_PER_SAMPLE, kFIELD_MAX_TOKENS};
 //! Largest metric dim D the kernels accept.
 constexpr int64_t kMaxMetricDim = 256;
 
@@ -53,6 +60,7 @@ struct TokenDropAttrs
     int32_t protectedTokens{1};
     int32_t fixedR{-1};
     int32_t perSample{0};
+    int32_t maxTokens{0}; //!< upper bound on N known at export; 0 = unknown (N must then be static)
 };
 
 //! Outputs of a plugin with these attributes: 3 in vote mode (with the size tensor), 2 with fixed_r,
@@ -115,6 +123,9 @@ public:
 private:
     int32_t staticOutputShapes(nvinfer1::DimsExprs const& tokens, nvinfer1::IExprBuilder& eb,
         nvinfer1::IDimensionExpr const*& m) const noexcept;
+    //! declareSizeTensor(outputIndex, bound, bound) with a build-time constant bound on N.
+    int32_t sizeTensorShape(nvinfer1::DimsExprs const& tokens, int32_t outputIndex, nvinfer1::IExprBuilder& eb,
+        nvinfer1::IDimensionExpr const*& m) const noexcept;
 
     TokenDropAttrs mAttrs;
     std::vector<nvinfer1::PluginField> mFields;
@@ -139,9 +150,12 @@ private:
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
-//! Where plugin messages go (set through setLoggerFinder; stderr when unset).
+//! Where plugin messages go: the logger that the finder given to setLoggerFinder returns at the time
+//! of the message (TensorRT: findLogger() belongs to the thread of the plugin call), else the logger
+//! found at load time, else stderr.
 void logError(std::string const& message) noexcept;
 void logWarning(std::string const& message) noexcept;
-void setLogger(nvinfer1::ILogger* logger) noexcept;
+void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;
+void setLoadTimeLogger(nvinfer1::ILogger* logger) noexcept;
 
 } // namespace saint

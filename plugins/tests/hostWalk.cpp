@@ -97,7 +97,7 @@ std::vector<DynamicPluginTensorDesc> profile(DataType t, int64_t bMax, int64_t n
     std::vector<DynamicPluginTensorDesc> io = {dyn(t, {1, n, c}, {bMax, n, c}), dyn(t, {1, n, d}, {bMax, n, d}),
         dyn(t, {1, 0, c}, {bMax, n, c}), dyn(DataType::kINT64, {1, 0}, {bMax, n})};
     if (nbOut == 3)
-        io.push_back(dyn(DataType::kINT64, {}, {}));
+        io.push_back(dyn(DataType::kINT32, {}, {}));
     return io;
 }
 
@@ -107,7 +107,7 @@ void checkVoteShapes(IPluginCreatorV3One& creator, CheckFn check)
     Caps p = caps(create(creator, a, TensorRTPhase::kBUILD));
     Net net(197, true, 192, 64);
     check(p.build && net.shapes(*p.build, DataType::kFLOAT) == 0, "vote: getOutputShapes");
-    check(net.nbOut == 3 && net.outTypes[1] == DataType::kINT64 && net.outTypes[2] == DataType::kINT64, "vote: 3 outputs, int64 index and count");
+    check(net.nbOut == 3 && net.outTypes[1] == DataType::kINT64 && net.outTypes[2] == DataType::kINT32, "vote: 3 outputs, int64 index, int32 count");
     check(net.eb.declared.count(2) == 1 && net.out[2].nbDims == 0, "vote: output 2 is a declared scalar size tensor");
     Bindings bind{{{"B", 4}, {"N", 197}}, {}};
     int64_t upper = 0;
@@ -167,7 +167,7 @@ void checkConfigureAndRuntime(IPluginCreatorV3One& creator, HostLogger& logger, 
         Caps ctx = caps(engine.runtime->attachToContext(nullptr));
         check(ctx.runtime != nullptr, "attachToContext");
         std::vector<PluginTensorDesc> in = {concrete(DataType::kBF16, {2, 197, 192}), concrete(DataType::kBF16, {2, 197, 64})};
-        std::vector<PluginTensorDesc> out(nbOut, concrete(DataType::kINT64, {}));
+        std::vector<PluginTensorDesc> out(nbOut, concrete(DataType::kINT32, {}));
         check(ctx.runtime->onShapeChange(in.data(), 2, out.data(), nbOut) == 0, "onShapeChange");
         in[1].dims.d[2] = 300;
         logger.errors.clear();
@@ -239,7 +239,7 @@ struct Outputs
 {
     std::vector<float> tokens;
     std::vector<int64_t> kept;
-    int64_t count{-1};
+    int32_t count{-1};
     int32_t rc{-1};
 };
 
@@ -255,7 +255,7 @@ Outputs execute(IPluginV3& engineCopy, Case const& cs, size_t workspaceBytes, in
     std::vector<PluginTensorDesc> in = {concrete(DataType::kFLOAT, {cs.b, cs.n, cs.c}), concrete(DataType::kFLOAT, {cs.b, cs.n, cs.d})};
     int64_t const m = staticM >= 0 ? staticM : -1; // a size-tensor dim is unknown before enqueue
     std::vector<PluginTensorDesc> out = {concrete(DataType::kFLOAT, {cs.b, m, cs.c}), concrete(DataType::kINT64, {cs.b, m}),
-        concrete(DataType::kINT64, {})};
+        concrete(DataType::kINT32, {})};
     if ((o.rc = ctx.runtime->onShapeChange(in.data(), 2, out.data(), nbOut)) != 0)
         return o;
     o.tokens.assign(cs.b * cs.n * cs.c, -7.f);
@@ -266,7 +266,7 @@ Outputs execute(IPluginV3& engineCopy, Case const& cs, size_t workspaceBytes, in
     o.rc = enqueueOnHost(*ctx.runtime, in, out, ins, outs, workspace);
     if (o.rc == 0 && nbOut == 2) // the plugin keeps the kernels' M after their workspace: it must equal the static M
         std::memcpy(&o.count, workspace.data() + saint::tokenDropWorkspaceSize(
-            static_cast<int32_t>(cs.b), static_cast<int32_t>(cs.n), static_cast<int32_t>(cs.d)), sizeof(int64_t));
+            static_cast<int32_t>(cs.b), static_cast<int32_t>(cs.n), static_cast<int32_t>(cs.d)), sizeof(int32_t));
     return o;
 }
 

@@ -24,7 +24,7 @@ struct PerSampleCase
     int32_t fixedR{-1};
     int32_t perSample{1};
     std::vector<float> tokens, metric, expectedTokens;
-    std::vector<uint8_t> mask, expectedMask;
+    std::vector<int32_t> mask, expectedMask;
     std::vector<int64_t> expectedKept;
 
     std::vector<PluginField> fields()
@@ -44,14 +44,14 @@ bool readCase(std::string const& dir, PerSampleCase& cs)
     if (!(meta >> cs.b >> cs.n >> cs.c >> cs.d >> cs.threshold >> cs.k >> cs.gamma >> cs.protectedTokens >> cs.fixedR >> cs.m))
         return false;
     return readRaw(dir + "/tokens.f32", cs.tokens, cs.b * cs.n * cs.c) && readRaw(dir + "/metric.f32", cs.metric, cs.b * cs.n * cs.d)
-        && readRaw(dir + "/mask.u8", cs.mask, cs.b * cs.n)
+        && readRaw(dir + "/mask.i32", cs.mask, cs.b * cs.n)
         && readRaw(dir + "/expected_tokens.f32", cs.expectedTokens, cs.b * cs.m * cs.c)
         && readRaw(dir + "/expected_kept.i64", cs.expectedKept, cs.b * cs.m)
-        && readRaw(dir + "/expected_mask.u8", cs.expectedMask, cs.b * cs.m);
+        && readRaw(dir + "/expected_mask.i32", cs.expectedMask, cs.b * cs.m);
 }
 
-//! Build phase: 4 outputs (float, int64, bool, int64); M of all three tensors is the size tensor
-//! (output 3) with upper bound N; the bool mask and no other type is accepted at the mask positions.
+//! Build phase: 4 outputs (float, int64, int32, int32); M of all three tensors is the size tensor
+//! (output 3) with upper bound N; the int32 mask and no other type is accepted at the mask positions.
 char const* buildPhase(IPluginV3OneBuild& build, PerSampleCase const& cs, size_t& workspace)
 {
     ExprBuilder eb;
@@ -68,11 +68,11 @@ char const* buildPhase(IPluginV3OneBuild& build, PerSampleCase const& cs, size_t
     }
     in[0].d[2] = eb.constant(cs.c);
     in[1].d[2] = eb.constant(cs.d);
-    DataType const inTypes[3] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kBOOL};
+    DataType const inTypes[3] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kINT32};
     DataType outTypes[4]{};
     if (build.getNbOutputs() != 4 || build.getOutputDataTypes(outTypes, 4, inTypes, 3) != 0 || outTypes[0] != DataType::kFLOAT
-        || outTypes[1] != DataType::kINT64 || outTypes[2] != DataType::kBOOL || outTypes[3] != DataType::kINT64)
-        return "output count or types (want tokens, int64 kept_index, bool mask_out, int64 kept_count)";
+        || outTypes[1] != DataType::kINT64 || outTypes[2] != DataType::kINT32 || outTypes[3] != DataType::kINT32)
+        return "output count or types (want tokens, int64 kept_index, int32 mask_out, int32 kept_count)";
     if (build.getOutputShapes(in, 3, nullptr, 0, out, 4, eb) != 0 || eb.badCalls != 0 || eb.declared.count(3) != 1)
         return "getOutputShapes: no size tensor declared for output 3";
     int64_t upper = 0;
@@ -81,17 +81,19 @@ char const* buildPhase(IPluginV3OneBuild& build, PerSampleCase const& cs, size_t
         || out[1].d[1] != &m || out[2].nbDims != 2 || out[2].d[1] != &m || out[3].nbDims != 0)
         return "getOutputShapes: M must be the size tensor (upper bound N) of tokens_out, kept_index and mask_out";
     std::vector<DynamicPluginTensorDesc> io = {dyn(DataType::kFLOAT, {1, cs.n, cs.c}, {cs.b, cs.n, cs.c}),
-        dyn(DataType::kFLOAT, {1, cs.n, cs.d}, {cs.b, cs.n, cs.d}), dyn(DataType::kBOOL, {1, cs.n}, {cs.b, cs.n}),
+        dyn(DataType::kFLOAT, {1, cs.n, cs.d}, {cs.b, cs.n, cs.d}), dyn(DataType::kINT32, {1, cs.n}, {cs.b, cs.n}),
         dyn(DataType::kFLOAT, {1, 0, cs.c}, {cs.b, cs.n, cs.c}), dyn(DataType::kINT64, {1, 0}, {cs.b, cs.n}),
-        dyn(DataType::kBOOL, {1, 0}, {cs.b, cs.n}), dyn(DataType::kINT64, {}, {})};
+        dyn(DataType::kINT32, {1, 0}, {cs.b, cs.n}), dyn(DataType::kINT32, {}, {})};
     for (int32_t pos = 0; pos < 7; ++pos)
         if (!build.supportsFormatCombination(pos, io.data(), 3, 4))
-            return "supportsFormatCombination rejects the float / bool profile";
+            return "supportsFormatCombination rejects the float / int32-mask profile";
     io[2].desc.type = DataType::kINT64;
     bool const wrongMask = build.supportsFormatCombination(2, io.data(), 3, 4);
     io[2].desc.type = DataType::kBOOL;
-    if (wrongMask || build.configurePlugin(io.data(), 3, io.data() + 3, 4) != 0)
-        return "an int64 mask is accepted, or configurePlugin fails";
+    bool const boolMask = build.supportsFormatCombination(2, io.data(), 3, 4);
+    io[2].desc.type = DataType::kINT32;
+    if (wrongMask || boolMask || build.configurePlugin(io.data(), 3, io.data() + 3, 4) != 0)
+        return "an int64 or bool mask is accepted, or configurePlugin fails";
     workspace = build.getWorkspaceSize(io.data(), 3, io.data() + 3, 4);
     return workspace >= saint::tokenDropWorkspaceSize(static_cast<int32_t>(cs.b), static_cast<int32_t>(cs.n), static_cast<int32_t>(cs.d))
         ? nullptr : "workspace smaller than the kernels need";
@@ -101,8 +103,8 @@ struct Outputs
 {
     std::vector<float> tokens;
     std::vector<int64_t> kept;
-    std::vector<uint8_t> mask;
-    int64_t count{-1};
+    std::vector<int32_t> mask;
+    int32_t count{-1};
     int32_t rc{-1};
 };
 
@@ -114,9 +116,9 @@ Outputs execute(IPluginV3& engineCopy, PerSampleCase const& cs, size_t workspace
     if (ctx.runtime == nullptr)
         return o;
     std::vector<PluginTensorDesc> in = {concrete(DataType::kFLOAT, {cs.b, cs.n, cs.c}), concrete(DataType::kFLOAT, {cs.b, cs.n, cs.d}),
-        concrete(DataType::kBOOL, {cs.b, cs.n})};
+        concrete(DataType::kINT32, {cs.b, cs.n})};
     std::vector<PluginTensorDesc> out = {concrete(DataType::kFLOAT, {cs.b, -1, cs.c}), concrete(DataType::kINT64, {cs.b, -1}),
-        concrete(DataType::kBOOL, {cs.b, -1}), concrete(DataType::kINT64, {})};
+        concrete(DataType::kINT32, {cs.b, -1}), concrete(DataType::kINT32, {})};
     if ((o.rc = ctx.runtime->onShapeChange(in.data(), 3, out.data(), 4)) != 0)
         return o;
     o.tokens.assign(cs.b * cs.n * cs.c, -7.f);
@@ -132,7 +134,7 @@ Outputs execute(IPluginV3& engineCopy, PerSampleCase const& cs, size_t workspace
 bool sameAsExpected(Outputs const& o, PerSampleCase const& cs)
 {
     return o.rc == 0 && o.count == cs.m && std::memcmp(o.kept.data(), cs.expectedKept.data(), cs.b * cs.m * sizeof(int64_t)) == 0
-        && std::memcmp(o.mask.data(), cs.expectedMask.data(), cs.b * cs.m) == 0
+        && std::memcmp(o.mask.data(), cs.expectedMask.data(), cs.b * cs.m * sizeof(int32_t)) == 0
         && std::memcmp(o.tokens.data(), cs.expectedTokens.data(), cs.b * cs.m * cs.c * sizeof(float)) == 0;
 }
 
@@ -152,7 +154,7 @@ int runPerSampleCase(char const* dirArg)
     size_t workspace = 0;
     if (char const* why = buildPhase(*built.build, cs, workspace))
         return std::printf("build phase failed: %s %s\n", why, proc.logger.lastError().c_str()), 1;
-    std::printf("build phase: ok (4 outputs, bool mask, size tensor M, workspace %zu bytes)\n", workspace);
+    std::printf("build phase: ok (4 outputs, int32 mask, size tensor M, workspace %zu bytes)\n", workspace);
     SerializedFields plan(*built.runtime->getFieldsToSerialize());
     Caps engine = caps(built.owner->clone());
     Outputs first = execute(*engine.owner, cs, workspace);

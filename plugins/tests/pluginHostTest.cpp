@@ -92,12 +92,12 @@ int main(int argc, char** argv)
     if (argc == 3 && std::string(argv[1]) == "--per-sample-case")
         return saint_host::runPerSampleCase(argv[2]);
     CaptureLogger logger;
-    saint::setLogger(&logger);
+    saint::setLoadTimeLogger(&logger);
     saint::SaintTokenDropCreator creator;
     check(std::string(creator.getPluginName()) == "SaintTokenDrop", "plugin name");
     check(std::string(creator.getPluginVersion()) == "1", "plugin version");
     check(std::string(creator.getPluginNamespace()) == "saint", "plugin namespace");
-    check(creator.getFieldNames()->nbFields == 6, "six fields (per_sample optional)");
+    check(creator.getFieldNames()->nbFields == 7, "seven fields (per_sample and max_tokens optional)");
 
     Fields good;
     std::unique_ptr<IPluginV3> plugin(create(creator, good.list()));
@@ -182,11 +182,11 @@ int main(int argc, char** argv)
     DataType out[3];
     DataType in[2] = {DataType::kHALF, DataType::kHALF};
     check(build->getOutputDataTypes(out, 3, in, 2) == 0 && out[0] == DataType::kHALF && out[1] == DataType::kINT64
-            && out[2] == DataType::kINT64,
-        "output types");
+            && out[2] == DataType::kINT32,
+        "output types (the size tensor is kINT32)");
     check(build->getOutputDataTypes(out, 2, in, 2) != 0, "wrong output count rejected");
     std::vector<DynamicPluginTensorDesc> io = {desc(DataType::kBF16, {64, 257, 1280}), desc(DataType::kBF16, {64, 257, 80}),
-        desc(DataType::kBF16, {64, 257, 1280}), desc(DataType::kINT64, {64, 257}), desc(DataType::kINT64, {})};
+        desc(DataType::kBF16, {64, 257, 1280}), desc(DataType::kINT64, {64, 257}), desc(DataType::kINT32, {})};
     bool allOk = true;
     for (int32_t pos = 0; pos < 5; ++pos)
         allOk = allOk && build->supportsFormatCombination(pos, io.data(), 2, 3);
@@ -228,6 +228,6 @@ namespace
 void checkBuildAndRuntimeWalk(saint::SaintTokenDropCreator&, CaptureLogger&)
 {
     saint_host::walkChecks(check);
-    saint::setLogger(nullptr);
+    saint::setLoadTimeLogger(nullptr);
 }
 } // namespace

@@ -197,8 +197,20 @@ IPluginCreator* const* HostRegistry::getPluginCreatorList(int32_t* const n) cons
     return nullptr;
 }
 
+bool HostRegistry::reentrant(char const* call) noexcept
+{
+    if (!mInLoadLibrary)
+        return false;
+    ++reentrantCalls;
+    mLogger->log(ILogger::Severity::kERROR,
+        (std::string(call) + " called from inside loadLibrary: the registry is locked there (TensorRT deadlocks)").c_str());
+    return true;
+}
+
 bool HostRegistry::registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const ns) noexcept
 {
+    if (reentrant("registerCreator"))
+        return false;
     std::string key;
     if (!creatorKey(creator, ns, key))
     {
@@ -232,6 +244,8 @@ IPluginCreatorInterface* const* HostRegistry::getAllCreators(int32_t* const n) c
 IPluginCreatorInterface* HostRegistry::getCreator(
     AsciiChar const* const name, AsciiChar const* const version, AsciiChar const* const ns) noexcept
 {
+    if (reentrant("getCreator"))
+        return nullptr;
     std::string const key = std::string(name) + "|" + version + "|" + (ns != nullptr ? ns : "");
     for (auto const& e : mEntries)
         if (e.key == key)
@@ -241,6 +255,8 @@ IPluginCreatorInterface* HostRegistry::getCreator(
 
 bool HostRegistry::deregisterCreator(IPluginCreatorInterface const& creator) noexcept
 {
+    if (reentrant("deregisterCreator"))
+        return false;
     for (auto it = mEntries.begin(); it != mEntries.end(); ++it)
     {
         if (it->creator == &creator)
@@ -265,9 +281,12 @@ IPluginRegistry::PluginLibraryHandle HostRegistry::loadLibrary(AsciiChar const* 
 {
     // what IPluginRegistry::loadLibrary does: dlopen, setLoggerFinder, register every creator
     // returned by getCreators (IPluginCreatorInterface, TensorRT >= 10)
+    // what the library does until its creators are registered happens under the registry's lock
+    mInLoadLibrary = true;
     void* handle = dlopen(pluginPath, RTLD_LAZY | RTLD_LOCAL);
     if (handle == nullptr)
     {
+        mInLoadLibrary = false;
         mLogger->log(ILogger::Severity::kERROR, (std::string("loadLibrary: ") + dlerror()).c_str());
         return nullptr;
     }
@@ -277,6 +296,7 @@ IPluginRegistry::PluginLibraryHandle HostRegistry::loadLibrary(AsciiChar const* 
     auto getCreators = reinterpret_cast<GetCreators>(dlsym(handle, "getCreators"));
     if (getCreators == nullptr)
     {
+        mInLoadLibrary = false;
         mLogger->log(ILogger::Severity::kERROR, "loadLibrary: no getCreators in the library");
         dlclose(handle);
         return nullptr;
@@ -285,6 +305,21 @@ IPluginRegistry::PluginLibraryHandle HostRegistry::loadLibrary(AsciiChar const* 
         setFinder(&mFinder);
     int32_t n = 0;
     IPluginCreatorInterface* const* creators = getCreators(n);
+    mInLoadLibrary = false;
+    // TensorRT: "The call will fail and return nullptr if any of the plugins are already registered."
+    for (int32_t i = 0; i < n; ++i)
+    {
+        std::string key;
+        if (creators[i] != nullptr && creatorKey(*creators[i], nullptr, key))
+            for (auto const& e : mEntries)
+                if (e.key == key)
+                {
+                    ++duplicates;
+                    mLogger->log(ILogger::Severity::kERROR, ("loadLibrary: plugin creator already registered - " + key).c_str());
+                    dlclose(handle);
+                    return nullptr;
+                }
+    }
     auto& mine = mLibraries[handle];
     for (int32_t i = 0; i < n; ++i)
         if (creators[i] != nullptr && registerCreator(*creators[i], nullptr))

@@ -152,6 +152,9 @@ public:
     int32_t count(char const* name, char const* version, char const* ns) const;
     int32_t duplicates{0};
     int32_t registrations{0};
+    //! Registry calls a library made from inside loadLibrary (its constructor or getCreators): TensorRT
+    //! holds the registry's lock there, so each would deadlock or fail on a real runtime.
+    int32_t reentrantCalls{0};
 
 private:
     struct Entry
@@ -162,8 +165,10 @@ private:
     std::vector<Entry> mEntries;
     mutable std::vector<nvinfer1::IPluginCreatorInterface*> mList;
     std::map<void*, std::vector<nvinfer1::IPluginCreatorInterface*>> mLibraries;
+    bool reentrant(char const* call) noexcept;
     nvinfer1::ILogger* mLogger;
     HostLoggerFinder mFinder;
+    bool mInLoadLibrary{false};
 };
 
 } // namespace saint_host

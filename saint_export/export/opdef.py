@@ -48,9 +48,12 @@ OUTPUTS = (("tokens_out", "T", "[B, N - r, C]: protected, kept a-side in score o
            ("kept_index", "tensor(int64)", "[B, N - r]: input position of each output token"))
 # TensorRT-lowered vote nodes (fixed_r = -1) carry the plugin's size tensor as an optional third
 # output; fixed_r >= 0 nodes have two outputs (M = N - min(fixed_r, Na) is a shape expression)
-SIZE_OUTPUT = ("kept_count", "tensor(int64)", "scalar N - r (TensorRT size tensor)")
-MASK_INPUT = ("mask", "tensor(bool)", "version 2: [B, N] real tokens (a prefix of each row); absent = all real")
-MASK_OUTPUT = ("mask_out", "tensor(bool)", "version 2, per_sample = 1: [B, M] real tokens of the output")
+SIZE_OUTPUT = ("kept_count", "tensor(int32)", "scalar N - r (TensorRT size tensor: kINT32)")
+# bool in the traced and portable models; int32 on TensorRT-lowered nodes (plugins take no BOOL I/O)
+MASK_INPUT = ("mask", "M", "version 2: [B, N] real tokens (a prefix of each row); absent = all real")
+MASK_OUTPUT = ("mask_out", "M", "version 2, per_sample = 1: [B, M] real tokens of the output")
+MASK_TYPES = ["tensor(bool)", "tensor(int32)"]
+MAX_TOKENS = "max_tokens"  # TensorRT-lowered nodes: an upper bound on N (the size tensor's opt and upper)
 
 
 def version_for(per_sample: bool) -> int:
@@ -73,11 +76,14 @@ def schema(version: int = VERSION) -> defs.OpSchema:
         inputs=[defs.OpSchema.FormalParameter(n, t, d) for n, t, d in INPUTS] + ([_optional(*MASK_INPUT)] if v2 else []),
         outputs=[defs.OpSchema.FormalParameter(n, t, d) for n, t, d in OUTPUTS]
         + ([_optional(*MASK_OUTPUT)] if v2 else []) + [_optional(*SIZE_OUTPUT)],
-        type_constraints=[("T", FLOAT_TYPES, "float tensors; similarity math is always float32")],
+        type_constraints=[("T", FLOAT_TYPES, "float tensors; similarity math is always float32")]
+        + ([("M", MASK_TYPES, "bool masks; int32 on TensorRT-lowered nodes")] if v2 else []),
         attributes=[defs.OpSchema.Attribute(a.name, _attr_type(a.kind), a.doc) for a in ATTRIBUTES]
         + ([defs.OpSchema.Attribute(PER_SAMPLE.name, defs.OpSchema.AttrType.INT, PER_SAMPLE.doc, required=False)] if v2 else [])
         + [defs.OpSchema.Attribute(name, defs.OpSchema.AttrType.STRING, "TensorRT plugin lookup (TensorRT-lowered nodes)", required=False)
-           for name in ("plugin_version", "plugin_namespace")],
+           for name in ("plugin_version", "plugin_namespace")]
+        + [defs.OpSchema.Attribute(MAX_TOKENS, defs.OpSchema.AttrType.INT,
+                                   "upper bound on N (TensorRT-lowered nodes: the size tensor's opt and upper)", required=False)],
     )
 
 

@@ -17,7 +17,7 @@ from onnx_ir.passes import InPlacePass, PassError, PassResult, PostconditionErro
 
 from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PER_SAMPLE, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_schema, version_for
 
-PLUGIN_ATTRS = ("plugin_version", "plugin_namespace")
+PLUGIN_ATTRS = ("plugin_version", "plugin_namespace", "max_tokens")
 
 
 def drop_nodes(model: ir.Model) -> list[ir.Node]:
@@ -136,14 +136,18 @@ def _make_static(graph: ir.Graph, node: ir.Node) -> bool:
 
 class LowerTensorRT(InPlacePass):
     """Requires: SaintTokenDrop nodes with every attribute.
-    Ensures: each carries ``plugin_version``/``plugin_namespace``; a vote node (``fixed_r = -1``)
-    has a third output, the int64 scalar ``kept_count_block{i}`` (the plugin's size tensor:
-    TensorRT's ONNX parser needs one node output per plugin output); a ``fixed_r >= 0`` node has
-    exactly two outputs (its plugin has no size tensor: M = N - min(fixed_r, Na) is a shape
-    expression) and, where N is static, static token dims on its outputs and downstream; no
-    SaintTokenDrop function is attached (TensorRT's parser would inline it instead of using the
-    plugin); a per-sample node (version 2) has 3 inputs and 4 outputs: tokens, kept_index, mask,
-    and the size tensor (M depends on the mask, fixed_r or not). Nothing else changes."""
+    Ensures: each carries ``plugin_version``/``plugin_namespace`` and ``max_tokens``, an upper bound
+    on its input token count N (N where static, else the bound of the drop before it: the plugin's
+    size tensor takes constant opt/upper values, since opt must not depend on a size tensor); a vote
+    node (``fixed_r = -1``) has a third output, the int32 scalar ``kept_count_block{i}`` (the
+    plugin's size tensor, kINT32 as TensorRT requires: the ONNX parser needs one node output per
+    plugin output); a ``fixed_r >= 0`` node has exactly two outputs (its plugin has no size tensor:
+    M = N - min(fixed_r, Na) is a shape expression) and, where N is static, static token dims on its
+    outputs and downstream; no SaintTokenDrop function is attached (TensorRT's parser would inline it
+    instead of using the plugin); a per-sample node (version 2) has 3 inputs and 4 outputs: tokens,
+    kept_index, mask, and the size tensor (M depends on the mask, fixed_r or not), and takes and
+    gives its mask as int32 (``Cast`` nodes around it keep the graph's masks bool: plugins cannot
+    have BOOL or UINT8 I/O). Nothing else changes."""
 
     def requires(self, model: ir.Model) -> None:
         _per_sample_model("LowerTensorRT", model)
@@ -154,6 +158,7 @@ class LowerTensorRT(InPlacePass):
         if _function_key() in model.functions:
             del model.functions[_function_key()]
             modified = True
+        bound = 0
         for node in drop_nodes(model):
             want = lowered_outputs(node)
             if len(node.outputs) != want:
@@ -161,10 +166,19 @@ class LowerTensorRT(InPlacePass):
                 modified = True
             if want == 2:
                 modified = _make_static(model.graph, node) or modified
+            if per_sample(node):
+                modified = _int32_masks(model.graph, node) or modified
             for name, value in (("plugin_version", PLUGIN_VERSION), ("plugin_namespace", PLUGIN_NAMESPACE)):
                 if node.attributes.get(name) is None or node.attributes[name].value != value:
                     node.attributes[name] = ir.AttrString(name, value)
                     modified = True
+            shape = node.inputs[0].shape
+            bound = shape[1] if shape is not None and len(shape) == 3 and isinstance(shape[1], int) else bound
+            if bound < 1:
+                raise PassError(f"LowerTensorRT: node {node.name}: no static token count before it to bound N")
+            if node.attributes.get("max_tokens") is None or node.attributes["max_tokens"].value != bound:
+                node.attributes["max_tokens"] = ir.AttrInt64("max_tokens", bound)
+                modified = True
         return PassResult(model, modified=modified)
 
     def ensures(self, model: ir.Model) -> None:
@@ -187,7 +201,7 @@ def with_outputs(graph: ir.Graph, node: ir.Node, count: int) -> ir.Node:
     if count == len(node.outputs) + 1:
         tag = node.name.removeprefix("saint_drop_") if node.name else f"node{id(node)}"
         new.outputs[-1].name = f"kept_count_{tag}"
-        new.outputs[-1].type = ir.TensorType(ir.DataType.INT64)
+        new.outputs[-1].type = ir.TensorType(ir.DataType.INT32)
         new.outputs[-1].shape = ir.Shape([])
     graph.insert_after(node, new)
     for i, old_out in enumerate(node.outputs):
@@ -203,6 +217,30 @@ def with_outputs(graph: ir.Graph, node: ir.Node, count: int) -> ir.Node:
         new.outputs[i].name = name
     graph.remove(node, safe=True)
     return new
+
+
+def _int32_masks(graph: ir.Graph, node: ir.Node) -> bool:
+    """Cast a per-sample node's bool mask to int32 on the way in and its int32 mask_out back to bool."""
+    mask, mask_out = node.inputs[2], node.outputs[2]
+    if mask is None or mask.dtype == ir.DataType.INT32:
+        return False
+    to_int = ir.node("Cast", [mask], {"to": ir.DataType.INT32}, name=f"{node.name}_mask_to_int32")
+    to_int.outputs[0].name = f"{node.name}_mask_int32"
+    to_int.outputs[0].dtype, to_int.outputs[0].shape = ir.DataType.INT32, mask.shape
+    graph.insert_before(node, to_int)
+    node.replace_input_with(2, to_int.outputs[0])
+    users, name, was_output = list(mask_out.uses()), mask_out.name, mask_out.is_graph_output()
+    mask_out.name = f"{name}_int32"
+    to_bool = ir.node("Cast", [mask_out], {"to": ir.DataType.BOOL}, name=f"{node.name}_mask_to_bool")
+    to_bool.outputs[0].name = name
+    to_bool.outputs[0].dtype, to_bool.outputs[0].shape = ir.DataType.BOOL, mask_out.shape
+    mask_out.dtype = ir.DataType.INT32
+    graph.insert_after(node, to_bool)
+    for user, index in users:
+        user.replace_input_with(index, to_bool.outputs[0])
+    if was_output:
+        graph.outputs[graph.outputs.index(mask_out)] = to_bool.outputs[0]
+    return True
 
 
 class CheckLowered(InPlacePass):

@@ -13,7 +13,10 @@ from ``EngineOptions``, and the plugin library's lookup.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,10 +27,9 @@ from ..errors import InputError, MissingDependencyError, StageError
 from ..export.opdef import DOMAIN
 from ..io import write_json, write_with
 from ..models.record import ModelRecord
-from .sidecar import sidecar, sidecar_path
+from .plugins import LoadPluginLibraries, plugin_library_path, require_plugin_library
+from .sidecar import read_sidecar, sidecar, sidecar_path
 
-PLUGIN_LIB = "libsaint_plugins.so"
-ENV_PLUGIN_LIB = "SAINT_PLUGIN_LIB"
 PRECISIONS = ("fp32", "fp16", "bf16")
 INPUT_NAME = "pixels"
 
@@ -42,36 +44,38 @@ def polygraphy_trt():
     return poly_trt
 
 
-def require_tensorrt():
+def cuda_device_count() -> int:
+    """CUDA devices seen by the CUDA runtime that Polygraphy drives TensorRT with (libcudart, not torch)."""
+    from polygraphy.cuda import wrapper
+
+    try:
+        handle = wrapper().handle
+        count = ctypes.c_int(0)
+        return count.value if handle.cudaGetDeviceCount(ctypes.byref(count)) == 0 else 0
+    except Exception:  # no loadable libcudart: Polygraphy raises OSError or PolygraphyException
+        return 0
+
+
+def require_tensorrt(onnx_written: bool = True):
     """Return the ``tensorrt`` module, or raise MissingDependencyError saying what is missing."""
     try:
         import tensorrt
     except ImportError:
+        written = "the ONNX files are written; " if onnx_written else ""
         raise MissingDependencyError(
-            "TensorRT is not installed: the ONNX files are written; to build an engine install TensorRT "
+            f"TensorRT is not installed: {written}to build or run an engine install TensorRT "
             "(pip install 'saint-export[tensorrt]' on a machine with an NVIDIA GPU) and build plugins/ with CMake"
         ) from None
-    import torch
-
-    if not torch.cuda.is_available():
+    if not getattr(tensorrt, "__version__", None):
+        raise MissingDependencyError("the 'tensorrt' module found has no __version__: it is not TensorRT's Python package "
+                                     "(a stubs-only install?)")
+    if cuda_device_count() < 1:
         raise MissingDependencyError("no CUDA GPU is visible: TensorRT engines are built on the GPU they will run on")
     return tensorrt
 
 
-def plugin_library_path(explicit: str | Path | None = None) -> Path | None:
-    """``explicit``, ``$SAINT_PLUGIN_LIB``, or ``plugins/build/libsaint_plugins.so``; None if none exists."""
-    root = Path(__file__).resolve().parents[2]
-    for candidate in (explicit, os.environ.get(ENV_PLUGIN_LIB), root / "plugins" / "build" / PLUGIN_LIB):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
-def require_plugin_library(explicit: str | Path | None = None) -> Path:
-    lib = plugin_library_path(explicit)
-    if lib is None:
-        raise MissingDependencyError(f"{PLUGIN_LIB} not found: build plugins/ with CMake or set ${ENV_PLUGIN_LIB}")
-    return lib
+def tensorrt_major(trt) -> int:
+    return int(str(trt.__version__).split(".")[0])
 
 
 @dataclass
@@ -123,23 +127,27 @@ def builder_settings(options: EngineOptions, lib: Path | None) -> Callable[[Any,
     return apply
 
 
-def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path | None, input_shape: tuple[int, int, int]) -> EngineLoaders:
-    """Polygraphy loaders: the plugin (``lib``; None for a graph of standard ops) loaded before parsing; one profile over the batch for
-    ``pixels`` [B, *input_shape]; precision, builder optimization level, timing cache (read and
-    written), version compatibility (lean runtime excluded when the plugin is serialized)."""
+def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path | None, input_shape: tuple[int, int, int],
+                   tensorrt_major: int = 10) -> EngineLoaders:
+    """Polygraphy loaders: the plugin (``lib``; None for a graph of standard ops) loaded through the
+    registry before parsing; one profile over the batch for ``pixels`` [B, *input_shape]; builder
+    optimization level, timing cache (read and written), version compatibility (the lean runtime stays
+    in the plan, so it runs on later TensorRT versions of the same major). Precision: TensorRT 10 takes
+    the fp16/bf16 builder flags on a weakly typed network; TensorRT 11 has no such flags (networks are
+    strongly typed), so ``onnx_path`` must already be float16 (:func:`engine_from_onnx` converts it)."""
     poly = polygraphy_trt()
     options.validate()
     lo, opt, hi = options.batch
     profile = poly.Profile().add(INPUT_NAME, (lo, *input_shape), (opt, *input_shape), (hi, *input_shape))
     cache = str(options.timing_cache) if options.timing_cache else None
+    typed = tensorrt_major >= 11
     create = poly.CreateConfig(
-        profiles=[profile], fp16=options.precision == "fp16", bf16=options.precision == "bf16",
+        profiles=[profile], fp16=not typed and options.precision == "fp16", bf16=not typed and options.precision == "bf16",
         builder_optimization_level=options.optimization_level, load_timing_cache=cache,
-        version_compatible=options.version_compatible or None,
-        exclude_lean_runtime=(options.plugin_embedded and lib is not None) or None)
-    network = poly.NetworkFromOnnxPath(str(onnx_path))
+        version_compatible=options.version_compatible or None)
+    network = poly.NetworkFromOnnxPath(str(onnx_path), strongly_typed=typed or None)
     if lib is not None:
-        network = poly.LoadPlugins(plugins=[str(lib)], obj=network)
+        network = LoadPluginLibraries([str(lib)], network)
     config = poly.PostprocessConfig(create, builder_settings(options, lib))
     return EngineLoaders(network, config, poly.EngineBytesFromNetwork(network, config, save_timing_cache=cache))
 
@@ -154,38 +162,82 @@ def _input_shape(proto) -> tuple[int, int, int]:
 
 
 def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, force: bool = False) -> Path:
-    """Build the TensorRT-lowered ONNX with Polygraphy, write ``plan_path`` and its ``.json``
-    sidecar atomically. Returns ``plan_path``."""
+    """Build the TensorRT-lowered ONNX with Polygraphy, write ``plan_path`` (the serialized engine's
+    bytes, through Polygraphy's SaveBytes) and its ``.json`` sidecar atomically. Returns ``plan_path``."""
     from ..export.pipeline import graph_io, read_proto
 
-    proto = read_proto(Path(onnx_path))
+    onnx_path = Path(onnx_path)
+    proto = read_proto(onnx_path)
     needs_plugin = any(node.domain == DOMAIN for node in proto.graph.node)  # a LLaVA iterative encoder has none
     lib = require_plugin_library(options.plugin_library) if needs_plugin else None
-    loaders = engine_loaders(Path(onnx_path), options, lib, _input_shape(proto))
     trt = require_tensorrt()
-    poly = polygraphy_trt()
-    try:
-        write_with(plan_path, lambda tmp: poly.SaveEngine(loaders.engine_bytes, str(tmp))(), force)
-    except Exception as exc:  # Polygraphy reports a failed parse or build as PolygraphyException
-        raise StageError("engine", f"TensorRT could not build {onnx_path}: {str(exc).strip()[:500]}") from None
-    record = ModelRecord.from_onnx(Path(onnx_path))
+    major = tensorrt_major(trt)
+    if major >= 11 and options.precision == "bf16":
+        raise InputError(f"--precision bf16 needs a bfloat16 ONNX on TensorRT {trt.__version__} (networks are strongly "
+                         "typed; saint-export writes float32 and float16 ONNX): use --precision fp16 or fp32")
+    from polygraphy.backend.common import SaveBytes
+
+    with strongly_typed_source(onnx_path, options, major) as source:
+        loaders = engine_loaders(source, options, lib, _input_shape(proto), major)
+        try:
+            write_with(plan_path, lambda tmp: SaveBytes(loaders.engine_bytes, str(tmp))(), force)
+        except (MissingDependencyError, InputError):
+            raise
+        except Exception as exc:  # Polygraphy reports a failed parse or build as PolygraphyException
+            raise StageError("engine", f"TensorRT could not build {onnx_path}: {str(exc).strip()[:500]}") from None
+    record = ModelRecord.from_onnx(onnx_path)
     write_json(sidecar_path(plan_path), sidecar(options, graph_io(proto), lib, trt.__version__, record),
                force=True)
     return Path(plan_path)
 
 
+@contextmanager
+def strongly_typed_source(onnx_path: Path, options: EngineOptions, major: int):
+    """The ONNX to parse: ``onnx_path``, or, for an fp16 engine on TensorRT >= 11 from a float32 model,
+    a float16 copy (ConvertFloat16; interface float32) written beside it and removed afterwards."""
+    if major < 11 or options.precision != "fp16" or _is_float16(onnx_path):
+        yield onnx_path
+        return
+    import onnx_ir as ir
+
+    from ..export.fp16 import ConvertFloat16
+
+    model = ir.load(str(onnx_path))
+    ConvertFloat16()(model)
+    fd, tmp = tempfile.mkstemp(prefix=f".{onnx_path.stem}.", suffix=".fp16.onnx", dir=onnx_path.parent)
+    os.close(fd)
+    try:
+        ir.save(model, tmp)
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _is_float16(onnx_path: Path) -> bool:
+    from ..export.pipeline import read_proto
+
+    return any(t.data_type == 10 for t in read_proto(Path(onnx_path)).graph.initializer)  # onnx.TensorProto.FLOAT16
+
+
 def engine_runner(plan: Path, plugin_library: Path | None = None):
     """Polygraphy's TrtRunner over a saved engine (it attaches an output allocator for data-dependent
-    shapes, and allows host code for version-compatible engines); the plugin is loaded first when found."""
+    shapes, and allows host code for version-compatible engines). The plugin library is loaded through
+    the registry first unless the sidecar says it is serialized into the engine (TensorRT loads that
+    copy itself, and refuses a second registration of the same creator)."""
     poly = polygraphy_trt()
     from polygraphy.backend.common import BytesFromPath
 
     plan = Path(plan)
     if not plan.is_file():
         raise InputError(f"engine {plan} does not exist")
-    lib = plugin_library_path(plugin_library)
+    info = read_sidecar(plan) if sidecar_path(plan).is_file() else {}
+    plugin = info.get("plugin") if isinstance(info, dict) else None
+    needs_library = plugin is not None or not info
+    lib = plugin_library_path(plugin_library) if needs_library and not (plugin or {}).get("serialized_into_engine") else None
+    if plugin is not None and not plugin.get("serialized_into_engine") and lib is None:
+        raise MissingDependencyError(f"{plan} needs the SaintTokenDrop plugin: build plugins/ or set $SAINT_PLUGIN_LIB")
     engine = poly.EngineFromBytes(BytesFromPath(str(plan)))
-    return poly.TrtRunner(poly.LoadPlugins(plugins=[str(lib)] if lib else [], obj=engine), name=plan.stem)
+    return poly.TrtRunner(LoadPluginLibraries([str(lib)] if lib else [], engine), name=plan.stem)
 
 
 def single_plugin_network(shapes: dict[str, tuple[int, ...]], fields: dict[str, tuple[Any, str]]) -> Callable[[], Any]:
@@ -203,6 +255,8 @@ def single_plugin_network(shapes: dict[str, tuple[int, ...]], fields: dict[str, 
                             trt.PluginFieldType.FLOAT32 if kind == "float" else trt.PluginFieldType.INT32)
             for name, (value, kind) in fields.items()])
         plugin = creator.create_plugin("saint_token_drop", collection, trt.TensorRTPhase.BUILD)
+        if plugin is None:
+            raise StageError("engine", f"the SaintTokenDrop creator refused the fields {sorted(fields)}")
         inputs = [net.add_input(name, trt.float32, shape) for name, shape in shapes.items()]
         layer = net.add_plugin_v3(inputs, [], plugin)
         for i, name in enumerate(("tokens_out", "kept_index")):
@@ -216,7 +270,10 @@ def run_single_plugin(tokens, metric, threshold: float, k: int, gamma: float, pr
     """Build a one-plugin network with Polygraphy, run it with its TrtRunner: (tokens_out, kept_index) as torch tensors."""
     import torch
 
+    from .plugins import load_plugin_library
+
     require_tensorrt()
+    load_plugin_library(require_plugin_library())
     poly = polygraphy_trt()
     fields = {"threshold": (threshold, "float"), "k": (k, "int"), "gamma": (gamma, "float"),
               "protected": (protected, "int"), "fixed_r": (fixed_r, "int")}

@@ -107,18 +107,19 @@ class KernelHarness:
 
     def token_drop_per_sample(self, tokens: torch.Tensor, metric: torch.Tensor, mask: torch.Tensor | None = None,
                               threshold: float = 0.75, k: int = 5, gamma: float = 10.0, protected: int = 1, fixed_r: int = -1):
-        """The per-sample vote: tokens [B, N, C], metric [B, N, D], mask [B, N] bool or None ->
-        (tokens_out [B, M, C], kept_index [B, M], mask_out [B, M] bool), as ``saint_drop_per_sample``."""
+        """The per-sample vote: tokens [B, N, C], metric [B, N, D], mask [B, N] bool or None (passed as
+        int32, as the plugin takes it) -> (tokens_out [B, M, C], kept_index [B, M], mask_out [B, M] bool),
+        as ``saint_drop_per_sample``."""
         (b, n, c), d = tokens.shape, metric.shape[-1]
         tokens, metric, ws_bytes = self._prepare(tokens, metric, threshold, k, gamma, protected, fixed_r)
-        mask_bytes = None if mask is None else mask.to(torch.uint8).contiguous()
+        mask_int = None if mask is None else mask.to(torch.int32).contiguous()
         out = torch.empty_like(tokens)
         kept = torch.empty(b, n, dtype=torch.int64, device=tokens.device)
-        mask_out = torch.empty(b, n, dtype=torch.uint8, device=tokens.device)
-        count = torch.empty(1, dtype=torch.int64, device=tokens.device)
+        mask_out = torch.empty(b, n, dtype=torch.int32, device=tokens.device)
+        count = torch.empty(1, dtype=torch.int32, device=tokens.device)
         stream = torch.cuda.current_stream(tokens.device).cuda_stream if tokens.is_cuda else None
         err = self.lib.saint_token_drop_masked(
-            DTYPES[tokens.dtype], tokens.data_ptr(), metric.data_ptr(), None if mask_bytes is None else mask_bytes.data_ptr(),
+            DTYPES[tokens.dtype], tokens.data_ptr(), metric.data_ptr(), None if mask_int is None else mask_int.data_ptr(),
             b, n, c, d, threshold, k, gamma, protected, fixed_r, out.data_ptr(), kept.data_ptr(), mask_out.data_ptr(),
             count.data_ptr(), self._workspace.data_ptr(), ws_bytes, stream)
         if err != 0:
@@ -136,7 +137,7 @@ class KernelHarness:
         tokens, metric, ws_bytes = self._prepare(tokens, metric, threshold, k, gamma, protected, fixed_r)
         if out is None:
             out = (torch.empty_like(tokens), torch.empty(b, n, dtype=torch.int64, device=tokens.device),
-                   torch.empty(1, dtype=torch.int64, device=tokens.device))
+                   torch.empty(1, dtype=torch.int32, device=tokens.device))
         out_tokens, kept, count = out
         stream = torch.cuda.current_stream(tokens.device).cuda_stream if tokens.is_cuda else None  # CPU build
         err = self.lib.saint_token_drop(DTYPES[tokens.dtype], tokens.data_ptr(), metric.data_ptr(), b, n, c, d,
