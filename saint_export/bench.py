@@ -185,15 +185,15 @@ def _prepare(built: BuiltModel, backends: tuple[str, ...], batches: list[int], d
 
     sessions, runners = {}, {}
     if "trt" in backends:
-        from .tensorrt.engine import EngineOptions, engine_from_onnx, engine_runner
+        from .tensorrt.engine import EngineOptions, activate, engine_from_onnx, engine_runner
 
         progress("exporting and building dense and SAINT TensorRT engines")
         options = EngineOptions(batch=(1, max(batches), max(batches)))
         for variant, pruned in (("dense", False), ("saint", True)):
             portable, lowered = tmp / f"{variant}.p.onnx", tmp / f"{variant}.trt.onnx"
             onnx_models_from_torch(built, portable, lowered, pruned=pruned)
-            runners[variant] = engine_runner(engine_from_onnx(lowered, tmp / f"{variant}.plan", options))
-            runners[variant].activate()  # deactivated when the process ends; the bench owns them until then
+            plan = engine_from_onnx(lowered, tmp / f"{variant}.plan", options)
+            runners[variant] = activate(engine_runner(plan), plan)  # deactivated by run_bench when the timing ends
     if "ort" in backends:
         progress("exporting dense and SAINT ONNX models")
         for variant, pruned in (("dense", False), ("saint", True)):
@@ -235,4 +235,6 @@ def run_bench(built: BuiltModel, backends: tuple[str, ...], batches: list[int], 
                     rows.append(row(backend, variant, b, latencies))
         finally:
             built.module.cpu()
+            for runner in runners.values():
+                runner.deactivate()
     return rows, times, ratios, tokens

@@ -111,12 +111,21 @@ void registerOnLoad() noexcept
                 + ": nothing registered; rebuild plugins/ against the TensorRT " + std::to_string(major) + " headers");
             return;
         }
+        std::string const own = "libnvinfer.so." + std::to_string(SAINT_TENSORRT_MAJOR);
+        if (getRegistry == nullptr)
+        {
+            // nothing loaded yet (polygraphy run --plugins dlopens plugins before it imports tensorrt): load the
+            // runtime from the library path, as a plugin that links libnvinfer would; `import tensorrt` later
+            // finds this same copy when the path holds the tensorrt wheel's libnvinfer
+            if (dlopen(own.c_str(), RTLD_LAZY | RTLD_GLOBAL) != nullptr)
+                getRegistry = reinterpret_cast<GetRegistry>(loadedRuntimeSymbol("getPluginRegistry", major));
+        }
         nvinfer1::IPluginRegistry* registry = getRegistry != nullptr ? getRegistry() : nullptr;
         if (registry == nullptr)
         {
-            saint::logWarning("libsaint_plugins_onload.so: no TensorRT runtime (libnvinfer.so.10/.11) is loaded in this "
-                              "process, nothing registered; load TensorRT first, or load libsaint_plugins.so through "
-                              "the plugin registry (loadLibrary)");
+            saint::logWarning("libsaint_plugins_onload.so: no TensorRT runtime is loaded and " + own
+                + " is not on the library path: nothing registered. Put TensorRT's library folder (the tensorrt_libs "
+                  "folder of the wheel) on LD_LIBRARY_PATH, or load libsaint_plugins.so through the plugin registry");
             return;
         }
         if (auto getLogger = reinterpret_cast<GetLogger>(loadedRuntimeSymbol("getLogger", major)))

@@ -67,6 +67,14 @@ char const* error(std::string const& message)
     return answer("{\"ok\": false, \"error\": " + quoted(message + (last.empty() ? "" : " (plugin log: " + last + ")")) + "}");
 }
 
+std::string joined(std::string const& head, std::vector<std::string> const& items)
+{
+    std::string out = head;
+    for (auto const& item : items)
+        out += "; " + item;
+    return out;
+}
+
 std::string exprJson(saint_host::DimExpr const* e)
 {
     using K = saint_host::DimExpr::Kind;
@@ -330,11 +338,13 @@ EMU_PUBLIC char const* emu_plugin_build(void* plugin, int32_t nbIn, int32_t cons
                                  "'DataType:kBOOL and DataType::kUINT8 are not supported'");
     }
     if (build->getOutputDataTypes(out.data(), nbOut, in.data(), nbIn) != 0)
-        return error("getOutputDataTypes failed");
+        return error(joined("getOutputDataTypes failed", violations));
     for (int32_t i = 0; i < nbOut; ++i)
         if (out[i] == DataType::kBOOL || out[i] == DataType::kUINT8)
             violations.push_back("output " + std::to_string(i) + " is kBOOL/kUINT8: NvInferRuntime.h, "
                                  "IPluginV3OneBuild::getOutputDataTypes 'DataType:kBOOL and DataType::kUINT8 are not supported'");
+    if (!violations.empty()) // what TensorRT would refuse or misread: reported before the plugin sees the types
+        return error(joined("plugin I/O types", violations));
 
     saint_host::ExprBuilder eb;
     std::vector<DimsExprs> ins(nbIn), outs(nbOut);
@@ -357,7 +367,7 @@ EMU_PUBLIC char const* emu_plugin_build(void* plugin, int32_t nbIn, int32_t cons
         }
     }
     if (build->getOutputShapes(ins.data(), nbIn, nullptr, 0, outs.data(), nbOut, eb) != 0)
-        return error("getOutputShapes failed");
+        return error(joined("getOutputShapes failed", violations));
     if (eb.badCalls != 0)
         violations.push_back("the expression builder got invalid calls (a second declareSizeTensor for one output, or a "
                              "constant division by zero)");
@@ -389,6 +399,8 @@ EMU_PUBLIC char const* emu_plugin_build(void* plugin, int32_t nbIn, int32_t cons
         sizes << (firstSize ? "" : ", ") << "[" << index << ", " << exprJson(expr->a) << ", " << exprJson(expr->b) << "]";
         firstSize = false;
     }
+    if (!violations.empty())
+        return error(joined("plugin contract", violations));
     for (int32_t i = 0; i < nbOut; ++i)
         for (int32_t d = 0; d < outs[i].nbDims; ++d)
             if (outs[i].d[d] == nullptr)

@@ -15,7 +15,8 @@ from .options import force_option, reports_errors
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--repo", required=True, type=click.Path(file_okay=False), help="Model repository folder.")
 @click.option("--name", default=None, help="Model name in the repository [default: the model's alias].")
-@click.option("--plugin", type=click.Path(dir_okay=False), default=None, help="libsaint_plugins.so to copy beside the model.")
+@click.option("--plugin", type=click.Path(dir_okay=False), default=None,
+              help="libsaint_plugins_onload.so (or the libsaint_plugins.so it is built beside) to copy beside the model.")
 @click.option("--max-batch", type=int, default=None, help="max_batch_size [default: the engine profile's max; 8 for ONNX].")
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True, help="GPU instances.")
 @force_option
@@ -28,7 +29,8 @@ def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
     layer, or vote: sample): SAINT's vote takes the batch mean, so batching requests together
     would change their answers.
     """
-    from ..tensorrt.triton import triton_repository_from_engine, triton_repository_from_onnx
+    from ..tensorrt.sidecar import read_sidecar
+    from ..tensorrt.triton import backend_config, triton_repository_from_engine, triton_repository_from_onnx
 
     if model.endswith(".onnx"):
         if plugin:
@@ -40,7 +42,8 @@ def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
     target = triton_repository_from_engine(Path(model), Path(repo), name, Path(plugin) if plugin else None,
                                            max_batch, instances, force)
     click.echo(f"Triton model: {target} (config.pbtxt validated with Triton's ModelConfig)")
-    click.echo(f"run: LD_PRELOAD={target}/libsaint_plugins.so tritonserver --model-repository={Path(repo).resolve()}")
+    flags = backend_config(read_sidecar(Path(model)), str(Path(target).resolve()))
+    click.echo(f"run: tritonserver --model-repository={Path(repo).resolve()} {' '.join(flags)}".rstrip())
 
 
 COMMANDS = [triton_cmd]

@@ -92,12 +92,13 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
         refuse_llava_options(opts)
     options = None
     if engine:
-        from ..tensorrt.engine import EngineOptions
+        from ..tensorrt.engine import EngineOptions, refuse_unsupported_precision
 
         check_writable(engine, force)
         lo, mid, hi = (parse_batches(engine_batch, "--engine-batch") + [0, 0, 0])[:3]
         options = EngineOptions(batch=(lo, mid or lo, hi or mid or lo), precision=precision, version_compatible=version_compatible,
                                 timing_cache=Path(timing_cache) if timing_cache else None).validate()
+        refuse_unsupported_precision(options)
     if vision:
         return run_vision(opts, llava_overrides(opts), out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, device,
                           options, engine)

@@ -94,7 +94,7 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, new_tokens, imag
     if "trt" in backends:
         from ..tensorrt.engine import require_tensorrt
 
-        require_tensorrt()
+        require_tensorrt(onnx_written=False)
     if device == "cuda":
         import torch
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError, StageError
+from ..errors import ConfigError, InputError, MissingDependencyError, StageError
 from ..export.opdef import DOMAIN
 from ..io import write_json, write_with
 from ..models.record import ModelRecord
@@ -76,6 +76,19 @@ def require_tensorrt(onnx_written: bool = True):
 
 def tensorrt_major(trt) -> int:
     return int(str(trt.__version__).split(".")[0])
+
+
+def refuse_unsupported_precision(options: "EngineOptions", trt=None) -> None:
+    """bf16 on TensorRT >= 11 in one line, before any work (``trt``: the module, else imported if installed)."""
+    if trt is None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            return
+    if options.precision == "bf16" and tensorrt_major(trt) >= 11:
+        raise ConfigError(f"--precision bf16 needs a bfloat16 ONNX on TensorRT {trt.__version__} (networks are strongly "
+                          "typed, there is no BF16 builder flag, and saint-export writes float32 and float16 ONNX): "
+                          "use --precision fp16 or fp32")
 
 
 @dataclass
@@ -172,9 +185,7 @@ def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, f
     lib = require_plugin_library(options.plugin_library) if needs_plugin else None
     trt = require_tensorrt()
     major = tensorrt_major(trt)
-    if major >= 11 and options.precision == "bf16":
-        raise InputError(f"--precision bf16 needs a bfloat16 ONNX on TensorRT {trt.__version__} (networks are strongly "
-                         "typed; saint-export writes float32 and float16 ONNX): use --precision fp16 or fp32")
+    refuse_unsupported_precision(options, trt)
     from polygraphy.backend.common import SaveBytes
 
     with strongly_typed_source(onnx_path, options, major) as source:
@@ -238,6 +249,16 @@ def engine_runner(plan: Path, plugin_library: Path | None = None):
         raise MissingDependencyError(f"{plan} needs the SaintTokenDrop plugin: build plugins/ or set $SAINT_PLUGIN_LIB")
     engine = poly.EngineFromBytes(BytesFromPath(str(plan)))
     return poly.TrtRunner(LoadPluginLibraries([str(lib)] if lib else [], engine), name=plan.stem)
+
+
+def activate(runner, plan: Path):
+    """``runner.activate()``; a plan TensorRT cannot load (another version, a missing plugin) is one line."""
+    try:
+        runner.activate()
+    except Exception as exc:  # PolygraphyException: the reason is in TensorRT's log, printed above it
+        raise StageError("engine", f"TensorRT could not load the engine {plan}: {str(exc).strip()[:300]} "
+                                   "(a plan runs on the TensorRT version that built it unless built --version-compatible)") from None
+    return runner
 
 
 def single_plugin_network(shapes: dict[str, tuple[int, ...]], fields: dict[str, tuple[Any, str]]) -> Callable[[], Any]:

@@ -107,10 +107,12 @@ def ort_backend(onnx_path: Path, device: str = "cpu") -> Backend:
 
 
 def trt_backend(plan: Path) -> Backend:
-    from ..tensorrt.engine import engine_runner
+    import atexit
 
-    runner = engine_runner(plan)
-    runner.activate()
+    from ..tensorrt.engine import activate, engine_runner
+
+    runner = activate(engine_runner(plan), plan)
+    atexit.register(runner.deactivate)  # the context and its device buffers live as long as the backend is used
     return lambda pixels: np.asarray(runner.infer({"pixels": pixels.numpy()})["logits"], dtype=np.float32)
 
 
@@ -127,9 +129,9 @@ def backends_for_target(target: str, tmp: Path, model_name: str | None, checkpoi
         from ..tensorrt.engine import require_tensorrt
         from ..tensorrt.sidecar import record_of_engine
 
-        require_tensorrt()
         if not path.is_file():
             raise InputError(f"engine {target} does not exist")
+        require_tensorrt(onnx_written=False)
         built = record_of_engine(path).rebuild(model_name, checkpoint, weights, where=target)
         return built, {**torch_backends(built), "tensorrt": trt_backend(path)}
     if target.endswith(".onnx"):

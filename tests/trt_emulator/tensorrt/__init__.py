@@ -27,9 +27,12 @@ from ._enums import enum as _enum
 from ._enums import (BuilderFlag, DataType, DeviceType, EngineCapability, ExecutionContextAllocationStrategy, LayerType,
                      MemoryPoolType, NetworkDefinitionCreationFlag, OnnxParserFlag, PluginFieldType, PreviewFeature,
                      ProfilingVerbosity, TacticSource, TensorFormat, TensorIOMode, TensorLocation, TensorRTPhase)
-from ._profile import MAJOR, V11, VERSION
+from ._profile import MAJOR as _MAJOR
+from ._profile import V11 as _V11
+from ._profile import VERSION as _VERSION
 
-__version__ = VERSION
+__version__ = _VERSION
+_native.lib()  # as the wheel does: importing tensorrt loads libnvinfer.so.<major> (RTLD_LOCAL)
 
 float32, float16, bfloat16 = DataType.FLOAT, DataType.HALF, DataType.BF16
 int8, int32, int64, uint8 = DataType.INT8, DataType.INT32, DataType.INT64, DataType.UINT8
@@ -185,7 +188,7 @@ class PluginFieldCollection_:  # noqa: N801 (the bindings' name)
 class IPluginV3:
     __slots__ = ("_handle", "__weakref__")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("tensorrt.IPluginV3 cannot be constructed here: plugins come from a creator")
 
     @classmethod
@@ -198,7 +201,7 @@ class IPluginV3:
 class IPluginCreatorV3One:
     __slots__ = ("_handle", "_info")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("tensorrt.IPluginCreatorV3One cannot be constructed here: creators come from the registry")
 
     @classmethod
@@ -232,7 +235,7 @@ class IPluginCreatorV3One:
 class IPluginRegistry:
     __slots__ = ("_libraries",)
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("use tensorrt.get_plugin_registry()")
 
     def load_library(self, plugin_path: str):
@@ -272,7 +275,7 @@ def init_libnvinfer_plugins(logger, namespace: str) -> bool:
 class ITensor:
     __slots__ = ("_name", "_dtype", "_shape", "_input", "_output")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("tensors come from a network")
 
     @classmethod
@@ -317,7 +320,7 @@ class ITensor:
 class ILayer:
     __slots__ = ("_name", "_type", "_inputs", "_outputs")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("layers come from a network")
 
     @classmethod
@@ -351,7 +354,7 @@ class ILayer:
     def get_output_type(self, index: int):
         return self._outputs[index].dtype
 
-    if not V11:  # weak typing: removed in TensorRT 11 (pyGraph.cpp)
+    if not _V11:  # weak typing: removed in TensorRT 11 (pyGraph.cpp)
         @property
         def precision(self):
             return DataType.FLOAT
@@ -373,7 +376,7 @@ class INetworkDefinition:
     __slots__ = ("_flags", "_model", "_tensors", "_layers", "_inputs", "_outputs", "_plugins", "_api_plugins", "_name",
                  "_path", "__weakref__")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("use Builder.create_network()")
 
     @classmethod
@@ -419,7 +422,7 @@ class INetworkDefinition:
         return self._flags
 
     def get_flag(self, flag) -> bool:
-        if V11 and flag == NetworkDefinitionCreationFlag.STRONGLY_TYPED:
+        if _V11 and flag == NetworkDefinitionCreationFlag.STRONGLY_TYPED:
             return True  # "Strongly typed mode is always enabled" (NvInfer.h 11)
         return _builtins.bool(self._flags & (1 << int(flag)))
 
@@ -467,7 +470,7 @@ class INetworkDefinition:
 class ParserError:
     __slots__ = ("_desc", "_node")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("parser errors come from the parser")
 
     @classmethod
@@ -603,7 +606,7 @@ class OnnxParser:
 class IOptimizationProfile:
     __slots__ = ("_shapes", "extra_memory_target")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("use Builder.create_optimization_profile()")
 
     @classmethod
@@ -630,7 +633,7 @@ class IOptimizationProfile:
 class ITimingCache:
     __slots__ = ("_entries",)
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("use IBuilderConfig.create_timing_cache()")
 
     @classmethod
@@ -655,10 +658,10 @@ class IBuilderConfig:
     __slots__ = ("_flags", "_profiles", "_pools", "_cache", "profiling_verbosity", "DLA_core", "default_device_type",
                  "engine_capability", "builder_optimization_level", "plugins_to_serialize", "max_aux_streams",
                  "avg_timing_iterations", "hardware_compatibility_level", "profile_stream", "_preview")
-    if not V11:
+    if not _V11:
         __slots__ = __slots__ + ("int8_calibrator",)
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("use Builder.create_builder_config()")
 
     @classmethod
@@ -668,7 +671,7 @@ class IBuilderConfig:
         c.profiling_verbosity, c.DLA_core, c.default_device_type = ProfilingVerbosity.LAYER_NAMES_ONLY, -1, DeviceType.GPU
         c.engine_capability, c.builder_optimization_level, c.plugins_to_serialize = EngineCapability.STANDARD, 3, []
         c.max_aux_streams, c.avg_timing_iterations, c.hardware_compatibility_level, c.profile_stream = -1, 1, None, 0
-        if not V11:
+        if not _V11:
             c.int8_calibrator = None
         return c
 
@@ -735,7 +738,7 @@ class Builder:
     def num_DLA_cores(self) -> int:
         return 0
 
-    if not V11:  # removed in TensorRT 11
+    if not _V11:  # removed in TensorRT 11
         @property
         def platform_has_fast_fp16(self) -> bool:
             return True
@@ -745,7 +748,7 @@ class Builder:
             return True
 
     def create_network(self, flags: int = 0):
-        if not V11 and flags & ~((1 << 4) - 1):
+        if not _V11 and flags & ~((1 << 4) - 1):
             raise ValueError(f"bad network creation flags {flags}")
         return INetworkDefinition._make(int(flags))
 
@@ -775,6 +778,7 @@ def _network_model(network) -> onnx.ModelProto:
     h = onnx.helper
     nodes, value_info = [], []
     for node, ins, outs in network._api_plugins:
+        node.inputs, node.outputs = [t.name for t in ins], [t.name for t in outs]  # tensors may have been renamed
         nodes.append(h.make_node(node.key[0] or "Plugin", [t.name for t in ins], [t.name for t in outs], name=node.name,
                                  domain="emulated.plugin"))
         for t in outs:
@@ -790,7 +794,7 @@ def _network_model(network) -> onnx.ModelProto:
 
 def _build(network, config, logger) -> bytes:
     model = _network_model(network)
-    strongly_typed = V11 or network.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    strongly_typed = _V11 or network.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     flags = {f.name for f in config._flags}
     vc = "VERSION_COMPATIBLE" in flags
     if "EXCLUDE_LEAN_RUNTIME" in flags and not vc:
@@ -873,7 +877,7 @@ def _build(network, config, logger) -> bytes:
                 embedded.append({"name": Path(lib).name, "data": _program.b64(Path(lib).read_bytes())})
     if config._cache is not None and "DISABLE_TIMING_CACHE" not in flags:
         config._cache._entries |= {f"{n.key[0]}:{n.in_types}" for n in plugins}
-    header = {"tensorrt_version": VERSION, "major": MAJOR, "strongly_typed": strongly_typed, "flags": sorted(flags),
+    header = {"tensorrt_version": _VERSION, "major": _MAJOR, "strongly_typed": strongly_typed, "flags": sorted(flags),
               "version_compatible": vc, "exclude_lean_runtime": "EXCLUDE_LEAN_RUNTIME" in flags,
               "profile": profile_json, "io": io, "plugins": [n.to_json() for n in plugins],
               "embedded_libraries": embedded}
@@ -914,18 +918,18 @@ def _version_tuple(v: str) -> tuple:
 class ICudaEngine:
     __slots__ = ("_header", "_model", "_plugins", "_io", "_segments", "_name", "_runtime_handles", "__weakref__")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("engines come from Runtime.deserialize_cuda_engine")
 
     @classmethod
     def _make(cls, runtime: Runtime, header: dict, model: onnx.ModelProto):
-        built, here = header["tensorrt_version"], VERSION
+        built, here = header["tensorrt_version"], _VERSION
         if not header["version_compatible"]:
             if built != here:
                 raise ValueError(f"the plan was built by TensorRT {built}; this is {here} (build it with "
                                  "version compatibility to run it on another version)")
         else:
-            if header["major"] != MAJOR or _version_tuple(here) < _version_tuple(built):
+            if header["major"] != _MAJOR or _version_tuple(here) < _version_tuple(built):
                 raise ValueError(f"a version-compatible plan of TensorRT {built} runs on {header['major']}.x >= {built}; "
                                  f"this is {here}")
             if header["exclude_lean_runtime"] and built != here:
@@ -1008,7 +1012,7 @@ class ICudaEngine:
     def num_layers(self) -> int:
         return len(self._model.graph.node)
 
-    if V11:  # NvInferRuntime.h 11: the aliased-I/O query exists; 10.13's bindings do not have it
+    if _V11:  # NvInferRuntime.h 11: the aliased-I/O query exists; 10.13's bindings do not have it
         def get_aliased_input_tensor(self, name: str):
             return None
 
@@ -1019,7 +1023,7 @@ class ICudaEngine:
     def device_memory_size_v2(self) -> int:
         return self.get_device_memory_size_for_profile_v2(0)
 
-    if not V11:
+    if not _V11:
         def get_device_memory_size_for_profile(self, profile_index: int) -> int:
             return self.get_device_memory_size_for_profile_v2(profile_index)
 
@@ -1054,7 +1058,7 @@ class IExecutionContext:
     __slots__ = ("_engine", "_shapes", "_addresses", "_allocators", "_plugins", "_strategy", "_device_memory",
                  "active_optimization_profile", "debug_sync", "name", "__weakref__")
 
-    def __init__(self) -> None:
+    def __new__(cls, *args, **kwargs):
         raise TypeError("use ICudaEngine.create_execution_context()")
 
     @classmethod
