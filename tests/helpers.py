@@ -46,3 +46,38 @@ def reference_forward(model, pixels, rules: dict, protected: int):
             x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
         counts.append(x.shape[1])
     return model.forward_head(model.norm(x)), counts, kept_all
+
+
+# a 2-block ViT-Ti YAML: the quickest whole model for command-line tests
+TINY_YAML = """\
+alias: tiny2
+timm_name: vit_tiny_patch16_224
+model_kwargs: {depth: 2}
+mean: [0.5, 0.5, 0.5]
+std: [0.5, 0.5, 0.5]
+schedule: {layers: all, threshold: 0.75}
+"""
+
+# a tiny random LLaVA (4-layer CLIP tower, 4-layer Llama) with the published settings' shape
+LLAVA_IMAGE_TOKEN = 100
+LLAVA_TINY = {
+    "alias": "llava_tiny", "hf_name": "llava-hf/llava-1.5-7b-hf", "weights": "random", "input_size": 56,
+    "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0,
+    "model_kwargs": {"model_type": "llava", "image_token_index": LLAVA_IMAGE_TOKEN, "image_seq_length": 64,
+                     "vision_feature_layer": -2, "pad_token_id": 0,
+                     "vision_config": {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+                                       "num_hidden_layers": 4, "num_attention_heads": 2, "image_size": 56, "patch_size": 7},
+                     "text_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
+                                     "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128,
+                                     "max_position_embeddings": 256, "pad_token_id": 0}},
+    "llava": {"mode": "hybrid", "vit_layer": 1, "keep": 30, "divisor": 4, "llm_start": 1, "llm_end": 2, "llm_threshold": 0.5},
+}
+
+
+def one_plugin_case():
+    """tokens [4, 197, 192] and a metric with repeated rows (real redundancy), and the reference drop."""
+    torch.manual_seed(0)
+    metric = torch.randn(4, 197, 64)
+    metric[:, 1::3] = metric[:, 2:3]
+    tokens = torch.randn(4, 197, 192)
+    return tokens, metric, saint_drop(tokens, metric, 0.75, 5, 10.0, 1, -1)

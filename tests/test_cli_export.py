@@ -137,8 +137,11 @@ def test_check_model_and_onnx_with_dataset(run, tmp_path):
     assert run("export", "tiny2.yaml", "--onnx", "m.onnx", "--quiet").exit_code == 0
     res = run("check", "m.onnx", "--batch", "2", "--tol", "logits=0:0")
     assert res.exit_code == 1 and "FAIL" in res.output and "onnxruntime" in res.output
-    res = run("check", "m.plan")
-    assert res.exit_code == 5 and "TensorRT" in res.output
+    res = run("check", "m.plan")  # no such file: said before anything else
+    assert res.exit_code == 4 and "does not exist" in res.output
+    (tmp_path / "m.plan").write_bytes(b"a plan")
+    res = run("check", "m.plan")  # nothing was exported here: the message does not say it was
+    assert res.exit_code == 5 and "TensorRT is not installed" in res.output and "ONNX files" not in res.output
     res = run("check", "m.trt.onnx")
     assert res.exit_code == 4 and "TensorRT-lowered" in res.output and "m.onnx" in res.output
     assert len(res.output.strip().splitlines()) == 1, res.output

@@ -5,12 +5,12 @@ runtime. What runs here is our code and Polygraphy's, never TensorRT itself: no 
 Each run is a subprocess in which ``import tensorrt`` is the emulation of one major (10 or 11)."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 import emulated_trt as emu
+from helpers import LLAVA_TINY, TINY_YAML
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -76,14 +76,6 @@ def test_engine_equals_pytorch_and_keeps_the_same_tokens(emulated, tiny_lowered,
         assert got["plugin_types"] == ["FLOAT"] * got["drops"]
 
 
-TINY_YAML = """\
-alias: tiny2
-timm_name: vit_tiny_patch16_224
-model_kwargs: {depth: 2}
-mean: [0.5, 0.5, 0.5]
-std: [0.5, 0.5, 0.5]
-schedule: {layers: all, threshold: 0.75}
-"""
 
 
 def test_the_command_line_engine_path(emulated, tmp_path):
@@ -274,14 +266,10 @@ SINGLE = """
 import sys
 sys.path.insert(0, %r)
 import torch
-from saint_export.reference.rule import saint_drop
+from helpers import one_plugin_case
 from saint_export.tensorrt.engine import run_single_plugin
-torch.manual_seed(0)
-metric = torch.randn(4, 197, 64)
-metric[:, 1::3] = metric[:, 2:3]
-tokens = torch.randn(4, 197, 192)
+tokens, metric, ref = one_plugin_case()
 out, kept = run_single_plugin(tokens, metric, threshold=0.75, k=5, gamma=10.0, protected=1, fixed_r=-1)
-ref = saint_drop(tokens, metric, 0.75, 5, 10.0, 1, -1)
 print("equal", torch.equal(kept, ref.kept_index), torch.equal(out, ref.tokens), ref.r)
 """ % TESTS
 
@@ -291,19 +279,6 @@ def test_one_plugin_network_equals_the_reference(emulated):
     res = emu.python(SINGLE, emu.env(emulated))
     assert "equal True True" in res.stdout and not res.stdout.strip().endswith(" 0"), res.stdout + res.stderr[-3000:]
 
-
-LLAVA = {
-    "alias": "llava_tiny", "hf_name": "llava-hf/llava-1.5-7b-hf", "weights": "random", "input_size": 56,
-    "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0,
-    "model_kwargs": {"model_type": "llava", "image_token_index": 100, "image_seq_length": 64, "vision_feature_layer": -2,
-                     "pad_token_id": 0,
-                     "vision_config": {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
-                                       "num_hidden_layers": 4, "num_attention_heads": 2, "image_size": 56, "patch_size": 7},
-                     "text_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
-                                     "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128,
-                                     "max_position_embeddings": 256, "pad_token_id": 0}},
-    "llava": {"mode": "hybrid", "vit_layer": 1, "keep": 30, "divisor": 4, "llm_start": 1, "llm_end": 2, "llm_threshold": 0.5},
-}
 
 VISION = """
 import sys
@@ -327,7 +302,7 @@ def test_llava_vision_engines(emulated, tmp_path, rule):
     one has a SaintTokenDrop node, so its outputs have a data-dependent token count (output allocators)."""
     yaml = pytest.importorskip("yaml")
     pytest.importorskip("transformers")
-    (tmp_path / "llava_tiny.yaml").write_text(yaml.safe_dump(LLAVA))
+    (tmp_path / "llava_tiny.yaml").write_text(yaml.safe_dump(LLAVA_TINY))
     env = emu.env(emulated, plugin=rule == "bipartite")
     res = emu.run([emu.SAINT, "llava_tiny.yaml", "--vision", "--rule", rule, "--engine", "v.plan", "--batch", "2", "--quiet"],
                   env, cwd=tmp_path)
@@ -336,3 +311,21 @@ def test_llava_vision_engines(emulated, tmp_path, rule):
     res = emu.python(VISION, env, tmp_path / "v.plan", tmp_path / "out/llava_tiny/llava_tiny_vision.onnx")
     assert res.returncode == 0 and "kept True" in res.stdout, res.stdout + res.stderr[-3000:]
     assert float(res.stdout.split()[1]) < 1e-4
+
+
+SETTINGS = """
+import sys
+from pathlib import Path
+import tensorrt as trt
+from saint_export.tensorrt.engine import EngineOptions, builder_settings
+for compatible in (False, True):
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    builder_settings(EngineOptions(workspace_mib=512, version_compatible=compatible), Path(sys.argv[1]))(None, None, config)
+    print(config.get_memory_pool_limit(trt.MemoryPoolType.WORKSPACE), config.plugins_to_serialize)
+"""
+
+
+def test_builder_settings_on_a_builder_config(emulated):
+    """The workspace pool limit, and the library to serialize only into version-compatible engines."""
+    res = emu.python(SETTINGS, emu.env(emulated), "/lib/libsaint_plugins.so")
+    assert res.stdout.split("\n")[:2] == [f"{512 << 20} []", f"{512 << 20} ['/lib/libsaint_plugins.so']"], res.stdout + res.stderr

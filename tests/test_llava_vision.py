@@ -16,25 +16,16 @@ from saint_export.errors import ConfigError, InputError
 from saint_export.inputs import gather_inputs
 from saint_export.models.config import load_config_file
 
+from helpers import LLAVA_IMAGE_TOKEN, LLAVA_TINY
+
 transformers = pytest.importorskip("transformers", reason="needs transformers (pip install 'saint-export[hf]')")
 ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'saint-export[cpu]')")
 from saint_export.models.llava import build_llava, build_vision  # noqa: E402
 from saint_export.reference.patch import pruning  # noqa: E402
 from saint_export.reference.patch.llava import LlavaSaint, apply_patch, use_mode, with_image_embeds  # noqa: E402
 
-IMAGE = 100
-TINY = {
-    "alias": "llava_tiny", "hf_name": "llava-hf/llava-1.5-7b-hf", "weights": "random", "input_size": 56,
-    "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0,
-    "model_kwargs": {"model_type": "llava", "image_token_index": IMAGE, "image_seq_length": 64, "vision_feature_layer": -2,
-                     "pad_token_id": 0,
-                     "vision_config": {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
-                                       "num_hidden_layers": 4, "num_attention_heads": 2, "image_size": 56, "patch_size": 7},
-                     "text_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
-                                     "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128,
-                                     "max_position_embeddings": 256, "pad_token_id": 0}},
-    "llava": {"mode": "hybrid", "vit_layer": 1, "keep": 30, "divisor": 4, "llm_start": 1, "llm_end": 2, "llm_threshold": 0.5},
-}
+IMAGE = LLAVA_IMAGE_TOKEN
+TINY = LLAVA_TINY
 
 
 @pytest.fixture

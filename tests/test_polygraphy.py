@@ -5,23 +5,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 
 from saint_export.cli import main
 from saint_export.errors import MissingDependencyError
-from saint_export.tensorrt.engine import EngineOptions, builder_settings, engine_from_onnx, engine_loaders, engine_runner
+from saint_export.tensorrt.engine import EngineOptions, engine_from_onnx, engine_loaders, engine_runner
 
-TINY_YAML = """\
-alias: tiny2
-timm_name: vit_tiny_patch16_224
-model_kwargs: {depth: 2}
-mean: [0.5, 0.5, 0.5]
-std: [0.5, 0.5, 0.5]
-schedule: {layers: all, threshold: 0.75}
-"""
+from helpers import TINY_YAML
+
 POLYGRAPHY = Path(sys.executable).with_name("polygraphy")
 
 
@@ -36,35 +29,29 @@ def exported(tmp_path_factory):
     return folder, lib
 
 
-@pytest.mark.parametrize("precision,compatible", [("fp32", False), ("fp16", True), ("bf16", False)])
-def test_engine_loaders_carry_every_option(exported, precision, compatible):
+@pytest.mark.parametrize("precision,compatible,major", [("fp32", False, 10), ("fp16", True, 10), ("bf16", False, 10),
+                                                       ("fp16", False, 11)])
+def test_engine_loaders_carry_every_option(exported, precision, compatible, major):
+    """Inspected before anything runs (no TensorRT import). TensorRT 11 gets no precision flags (a strongly
+    typed network); the lean runtime is never excluded."""
     folder, lib = exported
     options = EngineOptions(batch=(2, 8, 16), precision=precision, optimization_level=4, workspace_mib=512,
                             timing_cache=folder / "trt.cache", version_compatible=compatible)
-    loaders = engine_loaders(folder / "m.trt.onnx", options, lib, (3, 224, 224))
+    loaders = engine_loaders(folder / "m.trt.onnx", options, lib, (3, 224, 224), major)
     assert loaders.network.plugins == [str(lib)] and loaders.network.obj.path == str(folder / "m.trt.onnx")
+    assert bool(loaders.network.obj.strongly_typed) == (major >= 11)
     create = loaders.config._config
     shapes = create.profiles[0]["pixels"]
     assert (shapes.min, shapes.opt, shapes.max) == ((2, 3, 224, 224), (8, 3, 224, 224), (16, 3, 224, 224))
-    assert (create.fp16, create.bf16) == (precision == "fp16", precision == "bf16")
+    typed = major >= 11
+    assert (create.fp16, create.bf16) == (precision == "fp16" and not typed, precision == "bf16" and not typed)
     assert create.builder_optimization_level == 4 and create.timing_cache_path == str(folder / "trt.cache")
-    assert bool(create.version_compatible) == compatible and bool(create.exclude_lean_runtime) == compatible
+    assert bool(create.version_compatible) == compatible and not create.exclude_lean_runtime
     assert loaders.engine_bytes._network is loaders.network and loaders.engine_bytes._config is loaders.config
     assert loaders.engine_bytes.timing_cache_path == str(folder / "trt.cache")  # the cache is written back
 
 
-@pytest.mark.parametrize("compatible", [False, True])
-def test_builder_settings_set_workspace_and_plugins_to_serialize(monkeypatch, compatible):
-    calls = {}
-    fake_trt = SimpleNamespace(MemoryPoolType=SimpleNamespace(WORKSPACE="workspace"))
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
-    config = SimpleNamespace(set_memory_pool_limit=lambda pool, size: calls.update({pool: size}))
-    builder_settings(EngineOptions(workspace_mib=512, version_compatible=compatible), Path("/lib/libsaint_plugins.so"))(None, None, config)
-    assert calls == {"workspace": 512 << 20}
-    assert getattr(config, "plugins_to_serialize", None) == (["/lib/libsaint_plugins.so"] if compatible else None)
-
-
-def test_runner_is_polygraphys_trt_runner_with_the_plugin(exported, monkeypatch):
+def test_runner_is_polygraphys_trt_runner_loading_the_plugin_through_the_registry(exported, monkeypatch):
     folder, lib = exported
     plan = folder / "m.plan"
     plan.write_bytes(b"engine")
@@ -190,7 +177,7 @@ def test_compare_is_polygraphys_rule_with_errors_relative_to_the_reference():
     assert not far["wide"].passed and far["wide"].note == "shape mismatch" and far["wide"].got_shape == [1, 3]
 
 
-def test_a_graph_of_standard_ops_builds_without_the_plugin(exported, monkeypatch):
+def test_a_graph_of_standard_ops_builds_without_the_plugin(exported):
     """LLaVA's iterative vision encoder has no SaintTokenDrop node: its engine loads no plugin library
     (none need exist), serializes none and keeps the lean runtime."""
     folder, lib = exported
@@ -198,11 +185,6 @@ def test_a_graph_of_standard_ops_builds_without_the_plugin(exported, monkeypatch
     loaders = engine_loaders(folder / "m.trt.onnx", options, None, (3, 224, 224))
     assert type(loaders.network).__name__ == "NetworkFromOnnxPath" and loaders.network.path == str(folder / "m.trt.onnx")
     assert bool(loaders.config._config.version_compatible) and not loaders.config._config.exclude_lean_runtime
-    calls = {}
-    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(MemoryPoolType=SimpleNamespace(WORKSPACE="workspace")))
-    config = SimpleNamespace(set_memory_pool_limit=lambda pool, size: calls.update({pool: size}))
-    builder_settings(options, None)(None, None, config)
-    assert calls and getattr(config, "plugins_to_serialize", None) is None
     from saint_export.models.record import ModelRecord
     from saint_export.tensorrt.sidecar import sidecar
 

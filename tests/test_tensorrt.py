@@ -1,5 +1,6 @@
-"""TensorRT: a one-plugin network and an engine from the TensorRT-lowered ONNX, compared with the
-reference. Needs TensorRT's Python package, a CUDA GPU and the built plugin; skipped otherwise."""
+"""Real TensorRT: a one-plugin network and an engine from the TensorRT-lowered ONNX, compared with the
+reference. Needs TensorRT's Python package, a CUDA GPU and the built plugin; skipped otherwise (the
+same paths run against the emulated TensorRT in test_engine_emulated.py)."""
 
 import pytest
 import torch
@@ -10,10 +11,7 @@ trt = pytest.importorskip("tensorrt", reason="needs TensorRT (pip install 'saint
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-from polygraphy.backend.trt import load_plugins  # noqa: E402
-
-from saint_export.tensorrt.engine import plugin_library_path  # noqa: E402
-from saint_export.reference.rule import saint_drop  # noqa: E402
+from saint_export.tensorrt.plugins import load_plugin_library, plugin_library_path  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,19 +19,17 @@ def plugin_lib():
     path = plugin_library_path()
     if path is None:
         pytest.skip("libsaint_plugins.so not built: cmake -S plugins -B plugins/build && cmake --build plugins/build")
-    load_plugins(plugins=[str(path)])
+    load_plugin_library(path)
     return path
 
 
 def test_one_plugin_network_matches_reference(plugin_lib):
     from saint_export.tensorrt.engine import run_single_plugin
 
-    torch.manual_seed(0)
-    metric = torch.randn(4, 197, 64)
-    metric[:, 1::3] = metric[:, 2:3]
-    tokens = torch.randn(4, 197, 192)
+    from helpers import one_plugin_case
+
+    tokens, metric, ref = one_plugin_case()
     out, kept = run_single_plugin(tokens, metric, threshold=0.75, k=5, gamma=10.0, protected=1, fixed_r=-1)
-    ref = saint_drop(tokens, metric, 0.75, 5, 10.0, 1, -1)
     assert torch.equal(kept, ref.kept_index)
     assert torch.equal(out, ref.tokens)
 

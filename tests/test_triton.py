@@ -22,6 +22,7 @@ def write_engine(tmp_path, fixed: bool):
     plan.write_bytes(b"engine bytes (opaque to the generator)")
     lib = tmp_path / "libsaint_plugins.so"
     lib.write_bytes(b"\x7fELF plugin")
+    (tmp_path / "libsaint_plugins_onload.so").write_bytes(b"\x7fELF plugin, registers on load")  # built beside it
     record = ModelRecord({"alias": "vit_b16"}, "random(seed=0)", schedule, 1)
     data = sidecar(EngineOptions(batch=(1, 8, 32)), IO, lib, "10.3.0", record)
     (tmp_path / "m.plan.json").write_text(json.dumps(data))
@@ -39,7 +40,9 @@ def test_repository_layout_and_batching_rule(tmp_path, fixed):
     assert res.exit_code == 0, res.output
     model = tmp_path / "repo/vit_b16"
     assert (model / "1/model.plan").read_bytes() == plan.read_bytes()
-    assert (model / "libsaint_plugins.so").read_bytes() == lib.read_bytes()
+    # Triton's TensorRT backend only dlopens plugins=: the library that registers itself is copied
+    assert (model / "libsaint_plugins_onload.so").read_bytes() == lib.with_name("libsaint_plugins_onload.so").read_bytes()
+    assert not (model / "libsaint_plugins.so").exists()
     config = parse(model / "config.pbtxt")
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 32
     assert [i.name for i in config.input] == ["pixels"] and list(config.input[0].dims) == [3, 224, 224]
@@ -48,7 +51,8 @@ def test_repository_layout_and_batching_rule(tmp_path, fixed):
     assert config.HasField("dynamic_batching") == fixed
     text = (model / "config.pbtxt").read_text()
     assert ("batch mean" in text) != fixed
-    assert "LD_PRELOAD" in text and "--backend-config=tensorrt,plugins=" in text
+    assert "LD_PRELOAD" not in text and "--backend-config=tensorrt,plugins=<this folder>/libsaint_plugins_onload.so" in text
+    assert "--backend-config=tensorrt,plugins=" in res.output and str(model.resolve()) in res.output
 
 
 def test_repository_errors(tmp_path):
@@ -69,6 +73,15 @@ def test_repository_errors(tmp_path):
     assert res.exit_code == 4 and "sidecar" in res.output
     res = run(str(tmp_path / "none.plan"), "--repo", str(tmp_path / "r4"))
     assert res.exit_code == 4 and "does not exist" in res.output
+    (tmp_path / "m.plan.json").write_text("[1, 2]")  # a sidecar that is not ours: one line, not a traceback
+    res = run(str(plan), "--repo", str(tmp_path / "r5"))
+    assert res.exit_code == 4 and "not an engine sidecar" in res.output
+    plan, lib = write_engine(tmp_path, False)
+    lib.with_name("libsaint_plugins_onload.so").unlink()
+    res = run(str(plan), "--repo", str(tmp_path / "r6"), "--plugin", str(lib))
+    assert res.exit_code == 5 and "libsaint_plugins_onload.so not found" in res.output
+    res = run(str(plan), "--repo", str(tmp_path / "r7"), "--plugin", str(tmp_path / "nonexist.so"))
+    assert res.exit_code == 4 and "does not exist" in res.output and "or pass --plugin" not in res.output
 
 
 def test_bad_config_fails_triton_parser():

@@ -5,6 +5,8 @@ removals and renumbering (11.1 headers, pyCore.cpp); what the bindings lack is r
 enforce what the headers say (BOOL plugin I/O, size tensors, loadLibrary's lock)."""
 
 import json
+import os
+import sys
 
 import pytest
 
@@ -155,3 +157,54 @@ def test_a_library_built_for_another_major_registers_nothing(emulated):
     that changed (ILoggerFinder and IPluginRegistry differ in 11)."""
     res = emu.python(REGISTRY, emu.env(emulated, 11), "cdll-onload", emulated / "10/libsaint_plugins_onload.so")
     assert "registered False" in res.stdout and "built for TensorRT 10" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+# the plugin as it was before the fixes, one defect at a time: the emulated builder must refuse each
+PLUGIN_MUTANTS = {
+    "size tensor int64 (defect 11)": (
+        "outputTypes[i] = i == 1 ? DataType::kINT64 : DataType::kINT32; // kept_index; mask_out, kept_count",
+        "outputTypes[i] = i == 1 || i == nbOutputs - 1 ? DataType::kINT64 : DataType::kINT32;",
+        "vote", "is not kINT32"),
+    "bool mask_out (defect 5)": (
+        "outputTypes[i] = i == 1 ? DataType::kINT64 : DataType::kINT32; // kept_index; mask_out, kept_count",
+        "outputTypes[i] = i == 1 ? DataType::kINT64 : mAttrs.perSample && i == 2 ? DataType::kBOOL : DataType::kINT32;",
+        "sample", "kBOOL"),
+    "opt = N, a size tensor after the first vote (defect 6)": (
+        "m = c != nullptr ? eb.declareSizeTensor(outputIndex, *c, *c) : nullptr;",
+        "m = c != nullptr ? eb.declareSizeTensor(outputIndex, *n, *c) : nullptr;",
+        "vote", "depends on a size tensor"),
+}
+
+MUTANT_BUILD = """
+import sys
+from pathlib import Path
+from saint_export.tensorrt.engine import EngineOptions, engine_from_onnx
+from saint_export.errors import SaintExportError
+try:
+    engine_from_onnx(Path(sys.argv[1]), Path(sys.argv[2]), EngineOptions(batch=(1, 2, 4)))
+    print("built")
+except SaintExportError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.mark.parametrize("mutant", list(PLUGIN_MUTANTS))
+def test_the_emulated_builder_refuses_the_old_plugin_defects(emulated, tiny_lowered, tmp_path, mutant):
+    import shutil
+
+    old, new, model, expect = PLUGIN_MUTANTS[mutant]
+    src = tmp_path / "plugins"
+    shutil.copytree(emu.ROOT / "plugins", src, ignore=shutil.ignore_patterns("build*"))
+    plugin = src / "saint_token_drop/saintTokenDropPlugin.cpp"
+    text = plugin.read_text()
+    assert text.count(old) == 1, "the mutation no longer applies: update PLUGIN_MUTANTS"
+    plugin.write_text(text.replace(old, new))
+    build = tmp_path / "build"
+    cfg = emu.run(["cmake", "-S", src, "-B", build, "-DSAINT_CPU_KERNELS=ON", f"-DTensorRT_INCLUDE_DIR={emu.trt_include()}",
+                   f"-DPython3_EXECUTABLE={sys.executable}"], dict(os.environ))
+    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    res = emu.run(["cmake", "--build", build, "-j", "2", "--target", "saint_emu10_plugins"], dict(os.environ))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    env = emu.env(emulated, SAINT_PLUGIN_LIB=build / "emulated/10/libsaint_plugins.so")
+    res = emu.python(MUTANT_BUILD, env, tiny_lowered[model], tmp_path / "m.plan")
+    assert "refused:" in res.stdout and expect in res.stdout + res.stderr, res.stdout + res.stderr[-2000:]

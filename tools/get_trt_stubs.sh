@@ -5,17 +5,5 @@
 # namespace package. Prints the path of tensorrt.pyi.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-dest="$root/.deps/tensorrt-stubs"
-pyi="$dest/tensorrt_bindings/tensorrt.pyi"
-if [ ! -f "$pyi" ]; then
-  mkdir -p "$dest"
-  python3 -m pip download -q --no-deps tensorrt-stubs==10.13.0.35.1 -d "$dest" >&2
-  python3 - "$dest" <<'PY'
-import sys, zipfile, glob
-dest = sys.argv[1]
-wheel = glob.glob(f"{dest}/tensorrt_stubs-10.13.0.35.1-*.whl")[0]
-with zipfile.ZipFile(wheel) as z:
-    z.extractall(dest, [n for n in z.namelist() if n.startswith("tensorrt_bindings/")])
-PY
-fi
-echo "$pyi"
+"$root/tools/unpack_wheel.sh" tensorrt-stubs==10.13.0.35.1 tensorrt_bindings/ "$root/.deps/tensorrt-stubs"
+echo "$root/.deps/tensorrt-stubs/tensorrt_bindings/tensorrt.pyi"

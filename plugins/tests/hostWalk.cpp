@@ -26,13 +26,17 @@ struct Attrs
     float gamma{10.f};
     int32_t protectedTokens{1};
     int32_t fixedR{-1};
+    int32_t maxTokens{0}; //!< 0: the field is not given
     std::vector<PluginField> fields()
     {
-        return {PluginField(saint::kFIELD_THRESHOLD, &threshold, PluginFieldType::kFLOAT32, 1),
+        std::vector<PluginField> f = {PluginField(saint::kFIELD_THRESHOLD, &threshold, PluginFieldType::kFLOAT32, 1),
             PluginField(saint::kFIELD_K, &k, PluginFieldType::kINT32, 1),
             PluginField(saint::kFIELD_GAMMA, &gamma, PluginFieldType::kFLOAT32, 1),
             PluginField(saint::kFIELD_PROTECTED, &protectedTokens, PluginFieldType::kINT32, 1),
             PluginField(saint::kFIELD_FIXED_R, &fixedR, PluginFieldType::kINT32, 1)};
+        if (maxTokens > 0)
+            f.emplace_back(saint::kFIELD_MAX_TOKENS, &maxTokens, PluginFieldType::kINT32, 1);
+        return f;
     }
 };
 
@@ -104,6 +108,14 @@ std::vector<DynamicPluginTensorDesc> profile(DataType t, int64_t bMax, int64_t n
 void checkVoteShapes(IPluginCreatorV3One& creator, CheckFn check)
 {
     Attrs a;
+    {
+        // N not a constant (after an earlier vote it is that drop's size tensor) and no bound: refused
+        Caps unbounded = caps(create(creator, a, TensorRTPhase::kBUILD));
+        Net net(197, true, 192, 64);
+        check(unbounded.build && net.shapes(*unbounded.build, DataType::kFLOAT) != 0,
+            "vote: a dynamic N without max_tokens is refused (opt must not depend on a size tensor)");
+    }
+    a.maxTokens = 197;
     Caps p = caps(create(creator, a, TensorRTPhase::kBUILD));
     Net net(197, true, 192, 64);
     check(p.build && net.shapes(*p.build, DataType::kFLOAT) == 0, "vote: getOutputShapes");
@@ -112,6 +124,8 @@ void checkVoteShapes(IPluginCreatorV3One& creator, CheckFn check)
     Bindings bind{{{"B", 4}, {"N", 197}}, {}};
     int64_t upper = 0;
     check(net.eb.declared.count(2) && net.eb.declared[2]->b->evaluate(bind, upper) && upper == 197, "vote: size tensor upper bound N");
+    check(net.eb.declared.count(2) && net.eb.declared[2]->a->isConstant() && net.eb.declared[2]->b->isConstant(),
+        "vote: the size tensor's opt and upper are constants (max_tokens)");
     check(net.dim(0, 1).isSizeTensor() && &net.dim(0, 1) == &net.dim(1, 1), "vote: M of tokens_out and kept_index is the size tensor");
     check(net.dim(0, 0).symbol == "B" && net.dim(0, 2).isConstant() && net.dim(0, 2).getConstantValue() == 192, "vote: [B, M, C]");
     check(net.eb.badCalls == 0, "vote: expression builder used correctly");
@@ -370,6 +384,29 @@ SerializedFields::SerializedFields(PluginFieldCollection const& fc)
     mCollection.fields = mFields.data();
 }
 
+//! A finder whose logger changes, as each engine's does: the plugin must ask it at each message.
+class SwitchingFinder : public ILoggerFinder
+{
+public:
+    ILogger* findLogger() override { return current; }
+    ILogger* current{nullptr};
+};
+
+void checkLoggerFinder(IPluginCreatorV3One& creator, ILoggerFinder& restore, CheckFn check)
+{
+    HostLogger first, second;
+    SwitchingFinder finder;
+    finder.current = &first;
+    setLoggerFinder(&finder);
+    PluginFieldCollection empty{};
+    check(creator.createPlugin("a", &empty, TensorRTPhase::kBUILD) == nullptr, "no fields: refused");
+    finder.current = &second;
+    check(creator.createPlugin("b", &empty, TensorRTPhase::kBUILD) == nullptr, "no fields: refused again");
+    check(first.errors.size() == 1 && second.errors.size() == 1,
+        "setLoggerFinder: the finder is asked at each message (NvInferRuntime.h: findLogger from the calling thread)");
+    setLoggerFinder(&restore);
+}
+
 void walkChecks(CheckFn check)
 {
     Process proc;
@@ -381,6 +418,7 @@ void walkChecks(CheckFn check)
     checkFixedShapes(*proc.creator, check);
     checkConfigureAndRuntime(*proc.creator, proc.logger, check);
     checkRoundTrip(*proc.creator, check);
+    checkLoggerFinder(*proc.creator, proc.finder, check);
 }
 
 } // namespace saint_host

@@ -1,5 +1,5 @@
 /*
- * Stand-in libnvinfer.so.10 for registration tests on machines without TensorRT: exports the
+ * Stand-in libnvinfer.so.<major> for registration tests on machines without TensorRT: exports the
  * entry points a plugin library may look up (getPluginRegistry, getLogger) backed by the test
  * host's registry, plus saintStubCount() for the tests to read the registry.
  */
@@ -40,5 +40,11 @@ extern "C"
         if (registrations != nullptr)
             *registrations = stubRegistry().registrations;
         return stubRegistry().count(name, version, ns);
+    }
+
+    //! Registry calls made from inside loadLibrary (each would deadlock on TensorRT's locked registry).
+    __attribute__((visibility("default"))) int32_t saintStubReentrant()
+    {
+        return stubRegistry().reentrantCalls;
     }
 }

@@ -23,6 +23,7 @@ struct PerSampleCase
     int32_t protectedTokens{1};
     int32_t fixedR{-1};
     int32_t perSample{1};
+    int32_t maxTokens{0}; //!< N: LowerTensorRT's bound (N is symbolic below)
     std::vector<float> tokens, metric, expectedTokens;
     std::vector<int32_t> mask, expectedMask;
     std::vector<int64_t> expectedKept;
@@ -34,7 +35,8 @@ struct PerSampleCase
             PluginField(saint::kFIELD_GAMMA, &gamma, PluginFieldType::kFLOAT32, 1),
             PluginField(saint::kFIELD_PROTECTED, &protectedTokens, PluginFieldType::kINT32, 1),
             PluginField(saint::kFIELD_FIXED_R, &fixedR, PluginFieldType::kINT32, 1),
-            PluginField(saint::kFIELD_PER_SAMPLE, &perSample, PluginFieldType::kINT32, 1)};
+            PluginField(saint::kFIELD_PER_SAMPLE, &perSample, PluginFieldType::kINT32, 1),
+            PluginField(saint::kFIELD_MAX_TOKENS, &maxTokens, PluginFieldType::kINT32, 1)};
     }
 };
 
@@ -43,6 +45,7 @@ bool readCase(std::string const& dir, PerSampleCase& cs)
     std::ifstream meta(dir + "/case.txt");
     if (!(meta >> cs.b >> cs.n >> cs.c >> cs.d >> cs.threshold >> cs.k >> cs.gamma >> cs.protectedTokens >> cs.fixedR >> cs.m))
         return false;
+    cs.maxTokens = static_cast<int32_t>(cs.n);
     return readRaw(dir + "/tokens.f32", cs.tokens, cs.b * cs.n * cs.c) && readRaw(dir + "/metric.f32", cs.metric, cs.b * cs.n * cs.d)
         && readRaw(dir + "/mask.i32", cs.mask, cs.b * cs.n)
         && readRaw(dir + "/expected_tokens.f32", cs.expectedTokens, cs.b * cs.m * cs.c)

@@ -111,7 +111,7 @@ int main(int argc, char** argv)
 
     // serialization round trip: the serialized fields recreate an identical plugin
     PluginFieldCollection const* ser = runtime->getFieldsToSerialize();
-    check(ser && ser->nbFields == 6, "six serialized fields");
+    check(ser && ser->nbFields == 7, "seven serialized fields (per_sample, max_tokens included)");
     std::unique_ptr<IPluginV3> again(creator.createPlugin("again", ser, TensorRTPhase::kRUNTIME));
     check(again != nullptr, "serialized fields recreate the plugin");
     saint::TokenDropAttrs attrs;

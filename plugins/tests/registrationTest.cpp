@@ -1,12 +1,13 @@
 /*
- * Loads libsaint_plugins.so the way TensorRT tools do, in a process linked against a
- * libnvinfer.so.10 (the stand-in of nvinferStub.cpp on machines without TensorRT), then prints
- * how many SaintTokenDrop v1 creators in namespace "saint" the registry holds.
+ * Loads a plugin library the way TensorRT tools do, in a process linked against a
+ * libnvinfer.so.<major> (the stand-in of nvinferStub.cpp on machines without TensorRT), then prints
+ * how many SaintTokenDrop v1 creators in namespace "saint" the registry holds, and how many registry
+ * calls the library made from inside loadLibrary (TensorRT holds the registry's lock there).
  *   saint_registration_test STEP... ; STEP = dlopen:PATH     (Triton plugins=, trtexec --plugins)
  *                                           loadLibrary:PATH (trtexec --dynamicPlugins, IPluginRegistry::loadLibrary)
  *                                           deregister       (IPluginRegistry::deregisterLibrary of the last load)
- * LD_PRELOAD=libsaint_plugins.so is the third path (no step needed).
- * Output: "count=C duplicates=D registrations=R"; exit 0 iff C == 1 and D == 0 (or C == 0 after deregister).
+ * Output: "count=C duplicates=D registrations=R reentrant=X"; exit 0 iff C == 1, D == 0 and X == 0 (C == 0
+ * after deregister), 2 when a step fails.
  */
 #include <NvInferRuntime.h>
 
@@ -16,6 +17,7 @@
 #include <string>
 
 extern "C" int32_t saintStubCount(char const*, char const*, char const*, int32_t*, int32_t*);
+extern "C" int32_t saintStubReentrant();
 
 int main(int argc, char** argv)
 {
@@ -46,6 +48,6 @@ int main(int argc, char** argv)
     int32_t duplicates = 0;
     int32_t registrations = 0;
     int32_t const count = saintStubCount("SaintTokenDrop", "1", "saint", &duplicates, &registrations);
-    std::printf("count=%d duplicates=%d registrations=%d\n", count, duplicates, registrations);
-    return (count == (deregistered ? 0 : 1) && duplicates == 0) ? 0 : 1;
+    std::printf("count=%d duplicates=%d registrations=%d reentrant=%d\n", count, duplicates, registrations, saintStubReentrant());
+    return (count == (deregistered ? 0 : 1) && duplicates == 0 && saintStubReentrant() == 0) ? 0 : 1;
 }

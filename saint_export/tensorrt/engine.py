@@ -44,16 +44,18 @@ def polygraphy_trt():
     return poly_trt
 
 
-def cuda_device_count() -> int:
-    """CUDA devices seen by the CUDA runtime that Polygraphy drives TensorRT with (libcudart, not torch)."""
+def cuda_device_count() -> int | None:
+    """CUDA devices seen by the CUDA runtime that Polygraphy drives TensorRT with (libcudart, not
+    torch); None when no libcudart can be loaded."""
+    polygraphy_trt()  # Polygraphy's logger quiet but for errors
     from polygraphy.cuda import wrapper
 
     try:
         handle = wrapper().handle
-        count = ctypes.c_int(0)
-        return count.value if handle.cudaGetDeviceCount(ctypes.byref(count)) == 0 else 0
-    except Exception:  # no loadable libcudart: Polygraphy raises OSError or PolygraphyException
-        return 0
+    except Exception:  # Polygraphy raises OSError or PolygraphyException when no libcudart loads
+        return None
+    count = ctypes.c_int(0)
+    return count.value if handle.cudaGetDeviceCount(ctypes.byref(count)) == 0 else 0
 
 
 def require_tensorrt(onnx_written: bool = True):
@@ -69,7 +71,11 @@ def require_tensorrt(onnx_written: bool = True):
     if not getattr(tensorrt, "__version__", None):
         raise MissingDependencyError("the 'tensorrt' module found has no __version__: it is not TensorRT's Python package "
                                      "(a stubs-only install?)")
-    if cuda_device_count() < 1:
+    devices = cuda_device_count()
+    if devices is None:
+        raise MissingDependencyError("no CUDA runtime (libcudart.so) for Polygraphy to drive TensorRT with: "
+                                     "pip install nvidia-cuda-runtime-cu12, or put its folder on LD_LIBRARY_PATH")
+    if devices < 1:
         raise MissingDependencyError("no CUDA GPU is visible: TensorRT engines are built on the GPU they will run on")
     return tensorrt
 
