@@ -73,6 +73,8 @@ def test_engine_without_tensorrt_writes_onnx_then_stops_clearly(run, tmp_path):
     (("nonexistent_model",), 3, "unknown model"),
     (("tiny2.yaml", "--threshold", "2"), 3, "threshold"),
     (("bench", "tiny2.yaml", "--batch", "0"), 3, "--batch"),
+    (("tiny2.yaml", "--engine", "e.plan", "--engine-batch", "8,4,1"), 3, "--engine-batch"),  # before any export
+    (("tiny2.yaml", "--engine", "e.plan", "--engine-batch", "0,0,0"), 3, "--engine-batch"),
 ])
 def test_cli_errors(run, tmp_path, args, code, needle):
     (tmp_path / "garbage.onnx").write_bytes(b"\x01\x02 not a protobuf at all")
@@ -97,7 +99,7 @@ def test_engine_sidecar_and_options_without_tensorrt():
 
     from saint_export.tensorrt.engine import EngineOptions
     from saint_export.tensorrt.sidecar import sidecar, sidecar_path
-    from saint_export.errors import InputError
+    from saint_export.errors import ConfigError
 
     from saint_export.models.record import ModelRecord
 
@@ -110,9 +112,9 @@ def test_engine_sidecar_and_options_without_tensorrt():
     assert data["batch_independent"] is True and data["plugin"]["namespace"] == "saint"
     assert data["build_options"]["batch"] == (1, 4, 8)
     assert sidecar_path(Path("out/m.plan")) == Path("out/m.plan.json")
-    with pytest.raises(InputError, match="min <= opt <= max"):
+    with pytest.raises(ConfigError, match=r"\(--engine-batch min,opt,max\) must satisfy 1 <= min <= opt <= max; got 8,4,1"):
         EngineOptions(batch=(8, 4, 1)).validate()
-    with pytest.raises(InputError, match="precision"):
+    with pytest.raises(ConfigError, match="precision"):
         EngineOptions(precision="int8").validate()
 
 

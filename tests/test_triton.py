@@ -64,8 +64,14 @@ def test_repository_errors(tmp_path):
     (tmp_path / "r" / "mine").mkdir()
     (tmp_path / "r" / "mine" / "notes.txt").write_text("the user's")
     res = run(str(plan), "--repo", str(tmp_path / "r"), "--plugin", str(lib), "--name", "mine")
-    assert res.exit_code == 4 and "is a directory" in res.output
+    assert res.exit_code == 6 and "not written by saint-export" in res.output
     assert (tmp_path / "r" / "mine" / "notes.txt").read_text() == "the user's"
+    for bad in ("../escape", "a/b", ".."):  # a model name is one folder name: nothing reaches the filesystem
+        res = run(str(plan), "--repo", str(tmp_path / "r8"), "--plugin", str(lib), "--name", bad)
+        assert res.exit_code == 3 and "one folder name" in res.output, (bad, res.output)
+    assert not (tmp_path / "r8").exists() and not (tmp_path / "escape").exists()
+    res = run(str(plan), "--repo", str(tmp_path / "r9"), "--plugin", str(lib), "--max-batch", "0")
+    assert res.exit_code == 2 and not (tmp_path / "r9").exists()
     res = run(str(plan), "--repo", str(tmp_path / "r2"), "--plugin", str(lib), "--max-batch", "64")
     assert res.exit_code == 4 and "outside the engine's profile" in res.output
     (tmp_path / "m.plan.json").unlink()

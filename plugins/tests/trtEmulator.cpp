@@ -334,7 +334,7 @@ EMU_PUBLIC char const* emu_plugin_build(void* plugin, int32_t nbIn, int32_t cons
     {
         in[i] = static_cast<DataType>(inTypes[i]);
         if (in[i] == DataType::kBOOL || in[i] == DataType::kUINT8)
-            violations.push_back("input " + std::to_string(i) + " is kBOOL/kUINT8: NvInferRuntimePlugin.h, PluginTensorDesc::type "
+            violations.push_back("input " + std::to_string(i) + " is kBOOL/kUINT8: NvInferRuntimePlugin.h:76 (10.14), PluginTensorDesc::type "
                                  "'DataType:kBOOL and DataType::kUINT8 are not supported'");
     }
     if (build->getOutputDataTypes(out.data(), nbOut, in.data(), nbIn) != 0)
@@ -342,7 +342,7 @@ EMU_PUBLIC char const* emu_plugin_build(void* plugin, int32_t nbIn, int32_t cons
     for (int32_t i = 0; i < nbOut; ++i)
         if (out[i] == DataType::kBOOL || out[i] == DataType::kUINT8)
             violations.push_back("output " + std::to_string(i) + " is kBOOL/kUINT8: NvInferRuntime.h, "
-                                 "IPluginV3OneBuild::getOutputDataTypes 'DataType:kBOOL and DataType::kUINT8 are not supported'");
+                                 "IPluginV3OneBuild::getOutputDataTypes (NvInferRuntime.h:935 in 10.14) 'DataType:kBOOL and DataType::kUINT8 are not supported'");
     if (!violations.empty()) // what TensorRT would refuse or misread: reported before the plugin sees the types
         return error(joined("plugin I/O types", violations));
 
@@ -381,14 +381,14 @@ EMU_PUBLIC char const* emu_plugin_build(void* plugin, int32_t nbIn, int32_t cons
             continue;
         }
         if (outs[index].nbDims != 0)
-            violations.push_back("size tensor output " + std::to_string(index) + " is not 0-D: NvInferRuntime.h, "
+            violations.push_back("size tensor output " + std::to_string(index) + " is not 0-D: NvInferRuntime.h:951 (10.14), "
                                  "IPluginV3OneBuild::getOutputShapes 'Any size tensor outputs must be declared to be 0D'");
         if (out[index] != DataType::kINT32)
-            violations.push_back("size tensor output " + std::to_string(index) + " is not kINT32: NvInferRuntime.h, "
+            violations.push_back("size tensor output " + std::to_string(index) + " is not kINT32: NvInferRuntime.h:932 (10.14), "
                                  "getOutputDataTypes 'The data type for any size tensor outputs must be DataType::kINT32'");
         if (dependsOnSizeTensor(expr->a, sizeSymbols))
             violations.push_back("size tensor output " + std::to_string(index) + ": opt " + expr->a->str()
-                + " depends on a size tensor: NvInferRuntime.h, IExprBuilder::declareSizeTensor 'opt ... Must not depend on a size tensor'");
+                + " depends on a size tensor: NvInferRuntime.h:331 (10.14), IExprBuilder::declareSizeTensor 'opt ... Must not depend on a size tensor'");
         int64_t o = 0, u = 0;
         if (!expr->a->evaluate(hi, o) || !expr->b->evaluate(hi, u) || o < 0 || u < o)
             violations.push_back("size tensor output " + std::to_string(index) + ": opt " + expr->a->str() + " / upper "

@@ -17,7 +17,8 @@ from .options import force_option, reports_errors
 @click.option("--name", default=None, help="Model name in the repository [default: the model's alias].")
 @click.option("--plugin", type=click.Path(dir_okay=False), default=None,
               help="libsaint_plugins_onload.so (or the libsaint_plugins.so it is built beside) to copy beside the model.")
-@click.option("--max-batch", type=int, default=None, help="max_batch_size [default: the engine profile's max; 8 for ONNX].")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None,
+              help="max_batch_size [default: the engine profile's max; 8 for ONNX].")
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True, help="GPU instances.")
 @force_option
 @reports_errors

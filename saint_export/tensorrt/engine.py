@@ -112,11 +112,12 @@ class EngineOptions:
     def validate(self) -> "EngineOptions":
         lo, opt, hi = self.batch
         if not 1 <= lo <= opt <= hi:
-            raise InputError(f"--batch min,opt,max must satisfy 1 <= min <= opt <= max; got {self.batch}")
+            raise ConfigError(f"the engine's batch profile (--engine-batch min,opt,max) must satisfy 1 <= min <= opt <= max; "
+                              f"got {','.join(map(str, self.batch))}")
         if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
         if not 0 <= self.optimization_level <= 5:
-            raise InputError(f"builder optimization level must be in 0..5; got {self.optimization_level}")
+            raise ConfigError(f"builder optimization level must be in 0..5; got {self.optimization_level}")
         return self
 
     @property

@@ -148,6 +148,9 @@ def output_symbols(node: PluginNode, result: dict, out_dims: list[list | None], 
     size_opt = {i: evaluate(o, opt, {}) for i, o, _ in result["size_tensors"]}
     size_hi = {i: evaluate(u, hi, {}) for i, _, u in result["size_tensors"]}
     derived = {k for k, v in symbols.items() if v.size_derived}
+    if len(out_dims) != len(result["outputs"]):  # onnx-tensorrt maps node outputs to plugin outputs by position
+        raise BuildError(f"plugin layer {node.name}: the node has {len(out_dims)} outputs, the plugin declares "
+                         f"{len(result['outputs'])} (tokens, kept_index, [mask_out], [size tensor], in that order)")
     for i, (rank, exprs) in enumerate(result["outputs"]):
         dims = out_dims[i]
         if dims is None:
