@@ -24,6 +24,7 @@ class SaintExportError(Exception):
 
 
 # one class per exit code; the meaning of each is EXIT_CODES below
+class UsageError(SaintExportError): exit_code = 2  # noqa: E701
 class ConfigError(SaintExportError): exit_code = 3  # noqa: E701
 class InputError(SaintExportError): exit_code = 4  # noqa: E701
 class MissingDependencyError(SaintExportError): exit_code = 5  # noqa: E701

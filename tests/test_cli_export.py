@@ -47,6 +47,8 @@ def test_main_command_exports_both_and_validates(run, tmp_path):
     res = run("validate", "o/tiny2.onnx", "--tol", "logits=0:0", "--batch", "2")
     assert res.exit_code == 1 and "FAIL" in res.output  # zero tolerance: float noise must fail, every row still printed
     assert "kept_index_block0" in res.output
+    res = run("validate", "o/tiny2.onnx", "--tol", "logit=1e-3", "--batch", "2")  # a typo is not ignored
+    assert res.exit_code == 3 and "--tol logit: no such output" in res.output and "kept_index_block0" in res.output
 
 
 def test_export_only_with_overrides(run, tmp_path):
@@ -75,6 +77,13 @@ def test_engine_without_tensorrt_writes_onnx_then_stops_clearly(run, tmp_path):
     (("bench", "tiny2.yaml", "--batch", "0"), 3, "--batch"),
     (("tiny2.yaml", "--engine", "e.plan", "--engine-batch", "8,4,1"), 3, "--engine-batch"),  # before any export
     (("tiny2.yaml", "--engine", "e.plan", "--engine-batch", "0,0,0"), 3, "--engine-batch"),
+    (("export", "tiny2.yaml", "--layers", "1-0"), 3, "runs backwards"),
+    # --tol is read with the command line: nothing is exported before these are refused
+    (("tiny2.yaml", "--tol", "logits"), 2, "NAME=ATOL"),
+    (("tiny2.yaml", "--tol", "logits=1:2:3"), 2, "NAME=ATOL"),
+    (("tiny2.yaml", "--tol", "logits=nan"), 3, "finite"),
+    (("tiny2.yaml", "--tol", "logits=-1"), 3, ">= 0"),
+    (("check", "tiny2.yaml", "--tol", "kept_index_block0=0"), 3, "no such output"),
 ])
 def test_cli_errors(run, tmp_path, args, code, needle):
     (tmp_path / "garbage.onnx").write_bytes(b"\x01\x02 not a protobuf at all")
@@ -82,6 +91,7 @@ def test_cli_errors(run, tmp_path, args, code, needle):
     res = run(*args)
     assert res.exit_code == code, res.output
     assert needle in res.output and "Traceback" not in res.output
+    assert not list((tmp_path / "out").rglob("*.onnx"))  # refused before any export
 
 
 def test_bench_torch_and_ort(run, tmp_path):

@@ -88,9 +88,22 @@ artifact_model_options = stack_options(
 images_option = click.option("--images", "image_dir", type=click.Path(file_okay=False), default=None,
                              help="Folder of your images (default: scikit-image photos + generated images with redundancy).")
 batch_option = click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Batch size of the comparison.")
-tolerance_option = click.option("--tol", "tol", multiple=True, metavar="NAME=ATOL[:RTOL]",
+def _checked_tolerances(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """--tol read when the command line is parsed, so a bad one stops before any export."""
+    from ..verify.compare import parse_tolerances
+
+    try:
+        parse_tolerances(value)
+    except SaintExportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(exc.exit_code)
+    return value
+
+
+tolerance_option = click.option("--tol", "tol", multiple=True, metavar="NAME=ATOL[:RTOL]", callback=_checked_tolerances,
                                 help="Per-output tolerance, e.g. logits=1e-3:1e-3 (default logits=1e-4:1e-4; fp16 1e-2; kept_index exact); "
-                                "an element fails when its error exceeds both ATOL and RTOL*|PyTorch| (Polygraphy's rule).")
+                                "an element fails when its error exceeds both ATOL and RTOL*|PyTorch| (Polygraphy's rule). "
+                                "NAME must be an output compared; tolerances are finite and >= 0.")
 device_option = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                              help="cuda: onnxruntime's CUDA provider (pip install 'saint-export[gpu]') and PyTorch on the GPU.")
 force_option = click.option("--force", is_flag=True, help="Replace files that saint-export did not write (its own are replaced anyway).")

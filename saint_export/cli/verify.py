@@ -34,11 +34,13 @@ def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset
     """
     from ..io import check_writable, write_json
     from ..verify.check import as_json, comparison_table, run_check
-    from ..verify.compare import parse_tolerances
+    from ..verify.compare import check_tolerance_names, parse_tolerances
 
     if json_path:
         check_writable(json_path, force)
-    tolerance = parse_tolerances(tol).get("logits", (1e-4, 1e-4))
+    tolerances = parse_tolerances(tol)
+    check_tolerance_names(tolerances, ["logits"])  # check compares the logits of every backend
+    tolerance = tolerances.get("logits", (1e-4, 1e-4))
     result, report = run_check(target, model_name, checkpoint, weights, image_dir, batch, dataset, limit, tolerance, device,
                                Progress())
     click.echo(comparison_table(result))

@@ -112,8 +112,10 @@ def parse_layers(spec: Any, depth: int) -> list[int]:
             part = part.strip()
             try:
                 if "-" in part:
-                    lo, hi = part.split("-", 1)
-                    out.extend(range(int(lo), int(hi) + 1))
+                    lo, hi = (int(v) for v in part.split("-", 1))
+                    if lo > hi:  # read as an empty range it would silently prune nothing
+                        raise ConfigError(f"layers: range {part!r} runs backwards; write {hi}-{lo}")
+                    out.extend(range(lo, hi + 1))
                 else:
                     out.append(int(part))
             except ValueError:

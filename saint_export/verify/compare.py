@@ -5,12 +5,13 @@ for backbones, where an argmax means nothing)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ConfigError, UsageError
 
 DEFAULT_TOLERANCES = {"logits": (1e-4, 1e-4)}  # (atol, rtol); kept_index is exact in fp32
 FP16_TOLERANCES = {"logits": (1e-2, 1e-2)}
@@ -56,16 +57,31 @@ def output_rows(checks: list[OutputCheck], width: int = 22) -> list[str]:
 
 
 def parse_tolerances(items: tuple[str, ...]) -> dict[str, tuple[float, float]]:
-    """``name=atol`` or ``name=atol:rtol`` -> {name: (atol, rtol)}."""
+    """``name=atol`` or ``name=atol:rtol`` -> {name: (atol, rtol)}. Malformed: UsageError (exit 2); a
+    tolerance that is not a finite number >= 0 (NaN would switch the check off): ConfigError (exit 3)."""
     tol: dict[str, tuple[float, float]] = {}
     for item in items:
+        name, eq, spec = item.partition("=")
+        parts = spec.split(":")
         try:
-            name, spec = item.split("=", 1)
-            atol, _, rtol = spec.partition(":")
-            tol[name] = (float(atol), float(rtol) if rtol else DEFAULT_TOLERANCES.get(name, (0.0, 0.0))[1])
+            if not eq or not name.strip() or not 1 <= len(parts) <= 2:
+                raise ValueError
+            values = [float(v) for v in parts]
         except ValueError:
-            raise InputError(f"--tol {item!r}: expected NAME=ATOL or NAME=ATOL:RTOL") from None
+            raise UsageError(f"--tol {item!r}: expected NAME=ATOL or NAME=ATOL:RTOL with numbers") from None
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            raise ConfigError(f"--tol {item!r}: tolerances must be finite numbers >= 0")
+        if name in tol:
+            raise ConfigError(f"--tol: {name!r} given twice")
+        tol[name] = (values[0], values[1] if len(values) == 2 else DEFAULT_TOLERANCES.get(name, (0.0, 0.0))[1])
     return tol
+
+
+def check_tolerance_names(tolerances: dict[str, tuple[float, float]], outputs) -> None:
+    """Every ``--tol`` name is an output being compared (or ``""``, the default): a typo is not ignored."""
+    unknown = sorted(set(tolerances) - {""} - set(outputs))
+    if unknown:
+        raise ConfigError(f"--tol {unknown[0]}: no such output; the outputs compared are {', '.join(sorted(outputs))}")
 
 
 def index_note(ref: np.ndarray, got: np.ndarray, exact: bool = True) -> str:

@@ -25,7 +25,7 @@ from .backends import ort_session, providers
 from .runners import compare, function_runner, ort_runner
 from .invariance import FP16_INVARIANCE, TOLERANCE, batch_vs_alone
 from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, ReportHead, agreement, describe_agreement,
-                      index_note, output_rows, parse_tolerances)
+                      check_tolerance_names, index_note, output_rows, parse_tolerances)
 
 
 @dataclass
@@ -77,6 +77,7 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     tol = {**(FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES), **(tolerances or {})}
     module = built.module
     kept_names = drop_output_names(proto)
+    check_tolerance_names(tolerances or {}, ["logits", *kept_names])
     traced: dict[str, Any] = {}
 
     def torch_saint(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

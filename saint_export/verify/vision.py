@@ -17,7 +17,7 @@ from ..models.llava import BuiltVision
 from ..reference.patch import pruning
 from .backends import providers
 from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, ReportHead, index_note, output_rows,
-                      parse_tolerances)
+                      check_tolerance_names, parse_tolerances)
 from .runners import compare, function_runner, ort_runner
 
 EMBEDS, KEPT = "image_embeds", "kept_index"
@@ -64,6 +64,7 @@ def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Ten
     fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in read_proto(onnx_path).metadata_props)
     base = FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES
     tol = {EMBEDS: base["logits"], **(tolerances or {})}
+    check_tolerance_names(tolerances or {}, [EMBEDS, KEPT])
     encoder = built.module
 
     def torch_saint(feed):
