@@ -23,11 +23,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, MissingDependencyError, StageError
+from ..errors import ConfigError, InputError, MissingDependencyError, SaintExportError, StageError
 from ..export.opdef import DOMAIN
 from ..io import write_json, write_with
 from ..models.record import ModelRecord
-from .plugins import LoadPluginLibraries, plugin_library_path, require_plugin_library
+from .plugins import LoadPluginLibraries, plugin_library_path, require_plugin_library, tensorrt_major
 from .sidecar import read_sidecar, sidecar, sidecar_path
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -78,10 +78,6 @@ def require_tensorrt(onnx_written: bool = True):
     if devices < 1:
         raise MissingDependencyError("no CUDA GPU is visible: TensorRT engines are built on the GPU they will run on")
     return tensorrt
-
-
-def tensorrt_major(trt) -> int:
-    return int(str(trt.__version__).split(".")[0])
 
 
 def refuse_unsupported_precision(options: "EngineOptions", trt=None) -> None:
@@ -148,19 +144,20 @@ def builder_settings(options: EngineOptions, lib: Path | None) -> Callable[[Any,
 
 
 def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path | None, input_shape: tuple[int, int, int],
-                   tensorrt_major: int = 10) -> EngineLoaders:
+                   major: int = 10) -> EngineLoaders:
     """Polygraphy loaders: the plugin (``lib``; None for a graph of standard ops) loaded through the
     registry before parsing; one profile over the batch for ``pixels`` [B, *input_shape]; builder
     optimization level, timing cache (read and written), version compatibility (the lean runtime stays
     in the plan, so it runs on later TensorRT versions of the same major). Precision: TensorRT 10 takes
     the fp16/bf16 builder flags on a weakly typed network; TensorRT 11 has no such flags (networks are
-    strongly typed), so ``onnx_path`` must already be float16 (:func:`engine_from_onnx` converts it)."""
+    strongly typed), so ``onnx_path`` must already be float16 (:func:`engine_from_onnx` converts it).
+    ``major``: the TensorRT major the loaders are for."""
     poly = polygraphy_trt()
     options.validate()
     lo, opt, hi = options.batch
     profile = poly.Profile().add(INPUT_NAME, (lo, *input_shape), (opt, *input_shape), (hi, *input_shape))
     cache = str(options.timing_cache) if options.timing_cache else None
-    typed = tensorrt_major >= 11
+    typed = major >= 11
     create = poly.CreateConfig(
         profiles=[profile], fp16=not typed and options.precision == "fp16", bf16=not typed and options.precision == "bf16",
         builder_optimization_level=options.optimization_level, load_timing_cache=cache,
@@ -199,7 +196,7 @@ def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, f
         loaders = engine_loaders(source, options, lib, _input_shape(proto), major)
         try:
             write_with(plan_path, lambda tmp: SaveBytes(loaders.engine_bytes, str(tmp))(), force)
-        except (MissingDependencyError, InputError):
+        except SaintExportError:  # ours, e.g. from loading the plugin library: already one line
             raise
         except Exception as exc:  # Polygraphy reports a failed parse or build as PolygraphyException
             raise StageError("engine", f"TensorRT could not build {onnx_path}: {str(exc).strip()[:500]}") from None
@@ -250,10 +247,12 @@ def engine_runner(plan: Path, plugin_library: Path | None = None):
         raise InputError(f"engine {plan} does not exist")
     info = read_sidecar(plan) if sidecar_path(plan).is_file() else {}
     plugin = info.get("plugin") if isinstance(info, dict) else None
-    needs_library = plugin is not None or not info
-    lib = plugin_library_path(plugin_library) if needs_library and not (plugin or {}).get("serialized_into_engine") else None
-    if plugin is not None and not plugin.get("serialized_into_engine") and lib is None:
-        raise MissingDependencyError(f"{plan} needs the SaintTokenDrop plugin: build plugins/ or set $SAINT_PLUGIN_LIB")
+    if info and (plugin is None or plugin.get("serialized_into_engine")):
+        lib = None  # plain TensorRT layers, or the plan carries the plugin
+    else:
+        lib = plugin_library_path(plugin_library)  # without a sidecar: the plugin if there is one
+        if plugin is not None and lib is None:
+            raise MissingDependencyError(f"{plan} needs the SaintTokenDrop plugin: build plugins/ or set $SAINT_PLUGIN_LIB")
     engine = poly.EngineFromBytes(BytesFromPath(str(plan)))
     return poly.TrtRunner(LoadPluginLibraries([str(lib)] if lib else [], engine), name=plan.stem)
 

@@ -40,6 +40,11 @@ def require_plugin_library(explicit: str | Path | None = None) -> Path:
     return lib
 
 
+def tensorrt_major(trt) -> int:
+    """The major version of the ``tensorrt`` module ``trt``."""
+    return int(str(trt.__version__).split(".")[0])
+
+
 def onload_library(lib: Path) -> Path | None:
     """The dlopen-only twin built beside ``lib`` (for Polygraphy's --plugins and Triton), if present."""
     twin = Path(lib).with_name(ONLOAD_LIB)
@@ -72,7 +77,7 @@ def load_plugin_library(lib: str | Path) -> None:
     if path.name == ONLOAD_LIB:
         raise MissingDependencyError(f"{path} registers itself when dlopened (for polygraphy --plugins and Triton); "
                                      f"saint-export loads {PLUGIN_LIB} through TensorRT's plugin registry: pass that one")
-    major = int(str(trt.__version__).split(".")[0])
+    major = tensorrt_major(trt)
     built = built_for_major(path)
     if built is not None and built != major:
         raise MissingDependencyError(f"{path} was built for TensorRT {built}, this is TensorRT {trt.__version__}: rebuild "

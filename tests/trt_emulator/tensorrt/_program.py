@@ -296,16 +296,15 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-def field_arrays(fields: list) -> tuple[list, list]:
-    """[[name, type, length, hex], ...] -> (numpy arrays kept alive, ctypes field arguments)."""
-    keep, args = [], []
+def field_arrays(fields: list) -> list[tuple[str, int, int, np.ndarray]]:
+    """[[name, type, length, hex], ...] -> the fields as create_plugin takes them (each holds its data)."""
+    args = []
     sizes = {0: 2, 1: 4, 2: 8, 3: 1, 4: 2, 5: 4, 6: 1, 9: 2, 10: 8}
     for name, ftype, length, hexdata in fields:
         raw = bytes.fromhex(hexdata)
         arr = np.frombuffer(raw, np.uint8).copy() if raw else np.zeros(max(sizes.get(ftype, 1) * length, 1), np.uint8)
-        keep.append(arr)
         args.append((name, ftype, length, arr))
-    return keep, args
+    return args
 
 
 def create_plugin(creator: int, name: str, fields: list[tuple[str, int, int, np.ndarray]], phase: int) -> int | None:

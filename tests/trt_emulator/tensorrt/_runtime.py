@@ -48,7 +48,7 @@ def _version_tuple(v: str) -> tuple:
 
 
 class ICudaEngine:
-    __slots__ = ("_header", "_model", "_plugins", "_io", "_segments", "_name", "_runtime_handles", "__weakref__")
+    __slots__ = ("_header", "_model", "_plugins", "_io", "_segments", "_name", "_shapes", "__weakref__")
 
     def __new__(cls, *args, **kwargs):
         raise TypeError("engines come from Runtime.deserialize_cuda_engine")
@@ -87,12 +87,13 @@ class ICudaEngine:
             if not creator:
                 raise RuntimeError(f"Cannot find plugin creator {node.key[0]} (version {node.key[1]}, namespace "
                                    f"'{node.key[2]}') to deserialize layer {node.name}: load the plugin library first")
-            keep, fields = _program.field_arrays(node.fields)
+            fields = _program.field_arrays(node.fields)
             handle = _program.create_plugin(creator, node.name, fields, TensorRTPhase.RUNTIME.value)
             if not handle:
                 raise RuntimeError(f"the creator could not recreate plugin layer {node.name} from its serialized fields")
             node.handle = handle
             e._plugins.append(node)
+        e._shapes = _program.shapes_of(model)  # the graph's types and dims, read once
         e._segments = _program.segments(model, {n.index for n in e._plugins}) if model.graph.node and \
             not any(n.domain == "emulated.plugin" for n in model.graph.node) else None
         return e
@@ -335,14 +336,14 @@ class IExecutionContext:
                 ctypes.memmove(addr, value.ctypes.data, value.nbytes)
 
     def _bind_input_symbols(self, node, env, symbols) -> None:
-        shapes = _program.shapes_of(self._engine._model)
+        shapes = self._engine._shapes
         for name in node.inputs:
             for d, v in zip(shapes[name][1], env[name].shape):
                 if isinstance(d, str):
                     symbols.setdefault(d, int(v))
 
     def _bind_output_symbols(self, node, env, symbols) -> None:
-        shapes = _program.shapes_of(self._engine._model)
+        shapes = self._engine._shapes
         for name in node.outputs:
             for d, v in zip(shapes.get(name, (None, []))[1], env[name].shape):
                 if isinstance(d, str):
