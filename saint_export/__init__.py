@@ -10,6 +10,6 @@ One-call API::
 from .reference import ops, patch  # noqa: F401  (ops registers saint::token_drop)
 from .reference.rule import saint_drop
 from .reference.schedule import LayerRule, Schedule, build_schedule
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["patch", "ops", "saint_drop", "LayerRule", "Schedule", "build_schedule", "__version__"]

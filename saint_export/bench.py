@@ -18,9 +18,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .export.pipeline import onnx_models_from_torch
+from .inputs import gather_inputs
 from .models.build import BuiltModel
 from .reference.patch import pruning
+from .tensorrt.engine import EngineOptions, activate, engine_from_onnx, engine_runner
 from .verify.analysis import dense_tokens, trace_tokens, vit_flops
+from .verify.backends import ort_session
 
 Timed = Callable[[], Any]
 
@@ -180,13 +184,8 @@ def throughput_series(rows: list[BenchRow], batches: list[int]) -> dict[str, lis
 
 def _prepare(built: BuiltModel, backends: tuple[str, ...], batches: list[int], device: str, tmp: Path,
              progress: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from .export.pipeline import onnx_models_from_torch
-    from .verify.backends import ort_session
-
     sessions, runners = {}, {}
     if "trt" in backends:
-        from .tensorrt.engine import EngineOptions, activate, engine_from_onnx, engine_runner
-
         progress("exporting and building dense and SAINT TensorRT engines")
         options = EngineOptions(batch=(1, max(batches), max(batches)))
         for variant, pruned in (("dense", False), ("saint", True)):
@@ -208,8 +207,6 @@ def run_bench(built: BuiltModel, backends: tuple[str, ...], batches: list[int], 
     SAINT model round-robin at each batch size. Returns (rows, per-round times, FLOP ratio per batch,
     tokens after each block per batch)."""
     import tempfile
-
-    from .inputs import gather_inputs
 
     rows: list[BenchRow] = []
     times: dict[tuple[int, str], list[float]] = {}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .inputs import preprocess
 from .models.llava import BuiltLlava
 from .reference.patch.llava import use_mode
 
@@ -43,7 +44,6 @@ def model_inputs(built: BuiltLlava, image: np.ndarray, prompt: str) -> tuple[dic
     if built.processor is not None:
         inputs = built.processor(images=Image.fromarray(image), text=TEMPLATE.format(prompt=prompt), return_tensors="pt")
         return dict(inputs), "the checkpoint's processor, LLaVA-1.5 template"
-    from .inputs import preprocess
 
     vocab, token = config.text_config.vocab_size, config.image_token_id
     ids = [BYTE_OFFSET + b % (vocab - BYTE_OFFSET) for b in ("\n" + prompt).encode()]

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models.config import ModelConfig
 from .errors import InputError
+from .models.config import ModelConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")

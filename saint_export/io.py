@@ -11,7 +11,6 @@ from typing import Any, Callable, Iterator
 
 from .errors import InputError, OutputExistsError
 
-
 TOOL_MARK = "saint-export"  # "tool" key of every JSON report, PNG "Software" text, YAML first-line comment
 
 

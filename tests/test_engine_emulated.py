@@ -26,7 +26,7 @@ from saint_export.models.build import build_model
 from saint_export.reference.ops import recording
 from saint_export.tensorrt.engine import EngineOptions, engine_from_onnx, engine_loaders, engine_runner, _input_shape
 from saint_export.tensorrt.plugins import require_plugin_library
-from saint_export.export.pipeline import read_proto
+from saint_export.onnx_file import read_proto
 import tensorrt as trt
 from polygraphy.backend import trt as poly
 
@@ -135,7 +135,7 @@ import numpy as np
 from polygraphy.backend import trt as poly
 from saint_export.tensorrt.engine import EngineOptions, engine_from_onnx, engine_loaders, _input_shape
 from saint_export.tensorrt.plugins import require_plugin_library
-from saint_export.export.pipeline import read_proto
+from saint_export.onnx_file import read_proto
 from polygraphy.backend.common import SaveBytes
 
 lowered, folder = Path(sys.argv[1]), Path(sys.argv[2])

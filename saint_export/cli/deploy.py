@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-
+from ..tensorrt.sidecar import read_sidecar
+from ..tensorrt.triton import (
+    backend_config,
+    triton_repository_from_engine,
+    triton_repository_from_onnx,
+)
 from .options import force_option, reports_errors
 
 
@@ -30,8 +35,6 @@ def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
     layer, or vote: sample): SAINT's vote takes the batch mean, so batching requests together
     would change their answers.
     """
-    from ..tensorrt.sidecar import read_sidecar
-    from ..tensorrt.triton import backend_config, triton_repository_from_engine, triton_repository_from_onnx
 
     if model.endswith(".onnx"):
         if plugin:

@@ -7,12 +7,44 @@ from pathlib import Path
 
 import click
 
-
-from .llava import llava_options, not_vision, run_vision
-from .options import (Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
-                      images_option, json_option, model_options, out_option, parse_batches, quiet_option, reports_errors,
-                      require_file, stack_options, tolerance_option)
-
+from ..export.pipeline import artifact_paths, onnx_models_from_torch, output_folder
+from ..io import check_writable, write_json
+from ..models.record import built_from_onnx
+from ..models.registry import resolve
+from ..tensorrt.engine import (
+    EngineOptions,
+    engine_from_onnx,
+    refuse_unsupported_precision,
+    require_tensorrt,
+)
+from ..verify.runners import POLYGRAPHY_USE
+from ..verify.validate import validate_with_inputs
+from .llava import (
+    llava_options,
+    llava_overrides,
+    not_vision,
+    refuse_llava_options,
+    run_vision,
+    validate_vision_file,
+)
+from .options import (
+    Progress,
+    artifact_model_options,
+    batch_option,
+    build_from_options,
+    device_option,
+    force_option,
+    images_option,
+    json_option,
+    model_options,
+    out_option,
+    parse_batches,
+    quiet_option,
+    reports_errors,
+    require_file,
+    stack_options,
+    tolerance_option,
+)
 
 export_options = stack_options(
     out_option,
@@ -28,8 +60,6 @@ export_options = stack_options(
 
 
 def _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress, built=None):
-    from ..export.pipeline import artifact_paths, onnx_models_from_torch
-
     portable, tensorrt = artifact_paths(opts["model_name"], out, onnx_path, trt_onnx, force)
     built = built or build_from_options(opts)
     result = onnx_models_from_torch(built, portable, tensorrt, opset=opset, fp16=fp16, force=force, progress=progress)
@@ -40,14 +70,9 @@ def _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress, built=
 
 
 def _validate(onnx_path, built, image_dir, batch, tol, device, json_path, force, progress, polygraphy_dir=None) -> bool:
-    from ..io import write_json
-    from ..verify.validate import validate_with_inputs
-
     report = validate_with_inputs(onnx_path, built, image_dir, batch, tol, device, progress, polygraphy_dir, force)
     click.echo(report.table())
     if polygraphy_dir:
-        from ..verify.runners import POLYGRAPHY_USE
-
         click.echo(f"polygraphy data: {polygraphy_dir} ({POLYGRAPHY_USE.replace('MODEL.onnx', str(onnx_path))})")
     if json_path:
         write_json(json_path, report.to_json(), force)
@@ -79,10 +104,6 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
     validation fails, 0 when it passes. For a LLaVA model, --vision writes
     OUT/MODEL_vision.onnx, OUT/MODEL_vision.trt.onnx and OUT/vision_validation.json.
     """
-    from ..export.pipeline import output_folder
-    from ..io import check_writable
-    from ..models.registry import resolve
-    from .llava import llava_overrides, refuse_llava_options
 
     progress = Progress(quiet)
     cfg = resolve(opts["model_name"])
@@ -92,8 +113,6 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
         refuse_llava_options(opts)
     options = None
     if engine:
-        from ..tensorrt.engine import EngineOptions, refuse_unsupported_precision
-
         check_writable(engine, force)
         lo, mid, hi = (parse_batches(engine_batch, "--engine-batch") + [0, 0, 0])[:3]
         options = EngineOptions(batch=(lo, mid or lo, hi or mid or lo), precision=precision, version_compatible=version_compatible,
@@ -107,8 +126,6 @@ def run_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batc
     built, result = _export(opts, out, onnx_path, trt_onnx, opset, fp16, force, progress, built)
     passed = _validate(result.portable, built, image_dir, batch, tol, device, report_path, force, progress)
     if engine:
-        from ..tensorrt.engine import engine_from_onnx, require_tensorrt
-
         require_tensorrt()
         progress(f"building the TensorRT engine {engine}")
         plan = engine_from_onnx(result.tensorrt, Path(engine), options, force)
@@ -140,8 +157,6 @@ def export_cmd(out, onnx_path, trt_onnx, opset, fp16, force, quiet, **opts) -> N
 def validate_cmd(onnx_file, model_name, weights, checkpoint, image_dir, batch, tol, device, json_path, polygraphy_dir, force) -> None:
     """Run a portable ONNX model in onnxruntime and compare with PyTorch: logits, tokens kept
     per layer, kept_index, top-1 (or embedding cosine). Exit 0 on PASS, 1 on FAIL."""
-    from ..io import check_writable
-    from ..models.record import built_from_onnx
 
     require_file(onnx_file, "ONNX model")
     if json_path:
@@ -149,8 +164,6 @@ def validate_cmd(onnx_file, model_name, weights, checkpoint, image_dir, batch, t
     from ..export.vision import is_vision_onnx
 
     if is_vision_onnx(Path(onnx_file)):
-        from .llava import validate_vision_file
-
         sys.exit(validate_vision_file(Path(onnx_file), model_name, checkpoint, weights, image_dir, batch, tol, device, json_path,
                                       force))
     built = built_from_onnx(Path(onnx_file), model_name, checkpoint, weights)

@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from .options import Progress, reports_errors, stack_options
+from ..export.pipeline import artifact_paths, output_folder
+from ..inputs import gather_inputs, load_image, photos
+from ..io import check_writable, write_json
+from ..models.registry import resolve
+from ..reference.llava_saint import MODES
+from ..tensorrt.engine import engine_from_onnx, require_tensorrt
+from .options import Progress, parse_batches, reports_errors, stack_options
 
 llava_options = stack_options(
     click.option("--mode", type=click.Choice(["vit", "llm", "hybrid"]), default=None,
@@ -62,11 +68,8 @@ def not_vision(alias: str) -> ConfigError:
 def run_vision(opts: dict, overrides: dict, out, onnx_path, trt_onnx, opset, fp16, force, quiet, image_dir, batch, tol, device, engine_options,
                engine) -> None:
     """``saint-export MODEL --vision``: export the vision encoder, validate it, optionally build its engine."""
-    from ..export.pipeline import artifact_paths
     from ..export.vision import vision_models_from_torch
-    from ..io import check_writable, write_json
     from ..models.llava import build_vision, require_llava
-    from ..models.registry import resolve
     from ..verify.vision import validate_vision_with_inputs
 
     cfg = resolve(opts["model_name"])
@@ -89,8 +92,6 @@ def run_vision(opts: dict, overrides: dict, out, onnx_path, trt_onnx, opset, fp1
     write_json(report_path, report.to_json(), force)
     click.echo(f"report: {report_path}")
     if engine:
-        from ..tensorrt.engine import engine_from_onnx, require_tensorrt
-
         require_tensorrt()
         progress(f"building the TensorRT engine {engine}")
         plan = engine_from_onnx(result.tensorrt, Path(engine), engine_options, force)
@@ -101,7 +102,6 @@ def run_vision(opts: dict, overrides: dict, out, onnx_path, trt_onnx, opset, fp1
 def validate_vision_file(onnx_file: Path, model_name, checkpoint, weights, image_dir, batch, tol, device, json_path, force) -> int:
     """``validate`` on an exported vision encoder: rebuilt from its metadata, compared; the exit code."""
     from ..export.vision import vision_from_onnx
-    from ..io import write_json
     from ..verify.vision import validate_vision_with_inputs
 
     built = vision_from_onnx(onnx_file, model_name, checkpoint, weights)
@@ -117,7 +117,6 @@ def llava_from_options(opts: dict, overrides: dict):
     """The whole LLaVA model, patched in hybrid mode with the config's settings and ``overrides``
     (each mode is then a switch: ``use_mode``)."""
     from ..models.llava import build_llava, require_llava
-    from ..models.registry import resolve
 
     cfg = resolve(opts["model_name"])
     require_llava(cfg)
@@ -129,10 +128,6 @@ def llava_from_options(opts: dict, overrides: dict):
 def bench_llava_cmd(opts: dict, batch_text: str | None, iters: int, image_dir, out, force, new_tokens: int) -> None:
     """``saint-export bench LLAVA_MODEL``: prefill and decode per mode, tokens per layer."""
     from .. import bench_llava
-    from ..export.pipeline import output_folder
-    from ..inputs import gather_inputs
-    from ..io import check_writable, write_json
-    from .options import parse_batches
 
     overrides = llava_overrides(opts)
     batches = parse_batches(batch_text or "2")
@@ -164,8 +159,6 @@ def bench_llava_cmd(opts: dict, batch_text: str | None, iters: int, image_dir, o
 def generate_cmd(model_name, weights, checkpoint, seed, image_path, prompt, max_new_tokens, modes, **options) -> None:
     """LLaVA: dense and SAINT answers side by side on one image and prompt, with timings."""
     from ..generate import answer, model_inputs, side_by_side
-    from ..inputs import load_image, photos
-    from ..reference.llava_saint import MODES
 
     opts = {"model_name": model_name, "weights": weights, "checkpoint": checkpoint, "seed": seed}
     overrides = llava_overrides(options)

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import click
 
+from ..export.pipeline import output_folder
+from ..inputs import gather_inputs
+from ..io import check_writable
+from ..models.registry import list_models
+from ..verify.inspect import inspect_model, write_inspect_outputs
 from .options import build_from_options, model_options, out_option, reports_errors
 
 
@@ -15,7 +20,6 @@ from .options import build_from_options, model_options, out_option, reports_erro
 @reports_errors
 def list_cmd(pattern: str) -> None:
     """List model aliases and variants matching PATTERN (shell wildcards)."""
-    from ..models.registry import list_models
 
     found = list_models(pattern)
     if not found:
@@ -43,10 +47,6 @@ def inspect_cmd(images, image_dir, synthetic, photos, out, plot, json_path, forc
     With no input option, the scikit-image photos plus generated images are used.
     All inputs run as one batch (SAINT's r is the batch mean of the per-image votes).
     """
-    from ..export.pipeline import output_folder
-    from ..inputs import gather_inputs
-    from ..io import check_writable
-    from ..verify.inspect import inspect_model, write_inspect_outputs
 
     out_dir = output_folder(opts["model_name"], out)
     plot, json_path = Path(plot or out_dir / "tokens.png"), Path(json_path or out_dir / "inspect.json")

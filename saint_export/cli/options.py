@@ -11,6 +11,8 @@ from typing import Any, Callable
 import click
 
 from ..errors import EXIT_CODES, ConfigError, InputError, SaintExportError
+from ..models.build import build_named
+from ..verify.compare import parse_tolerances
 
 INTERNAL_ERROR = 8
 EXIT_CODE_HELP = ("\b\nExit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items())
@@ -90,7 +92,6 @@ images_option = click.option("--images", "image_dir", type=click.Path(file_okay=
 batch_option = click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Batch size of the comparison.")
 def _checked_tolerances(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     """--tol read when the command line is parsed, so a bad one stops before any export."""
-    from ..verify.compare import parse_tolerances
 
     try:
         parse_tolerances(value)
@@ -117,8 +118,6 @@ def schedule_overrides(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_from_options(opts: dict[str, Any]):
-    from ..models.build import build_named
-
     return build_named(opts["model_name"], weights=opts.get("weights"), checkpoint=opts.get("checkpoint"),
                        overrides=schedule_overrides(opts), seed=opts.get("seed", 0))
 

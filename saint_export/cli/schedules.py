@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import click
 
-from .options import Progress, build_from_options, force_option, images_option, model_options, out_option, reports_errors
+from ..errors import ConfigError
+from ..export.pipeline import output_folder, output_stem
+from ..inputs import gather_inputs
+from ..io import check_writable
+from ..schedules.calibrate import calibrate, write_calibration
+from ..schedules.tune import tune, write_tuning
+from .options import (
+    Progress,
+    build_from_options,
+    force_option,
+    images_option,
+    model_options,
+    out_option,
+    reports_errors,
+)
 
 
 def _search(opts, image_dir, out, force, names: tuple[str, str], search, write) -> None:
     """Check the three outputs (OUT/<alias>_<suffix>.yaml, OUT/<stem>.json, .png), build the model, run
     ``search(built, pixels) -> (report, schedule overrides)``, print the report, write the files."""
-    from ..export.pipeline import output_folder, output_stem
-    from ..inputs import gather_inputs
-    from ..io import check_writable
 
     folder = output_folder(opts["model_name"], out)
     suffix, stem = names
@@ -43,7 +54,6 @@ def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
     static token dims), OUT/calibration.json and OUT/calibration.png, and prints dense / dynamic /
     calibrated static side by side: tokens per layer, FLOP ratio and fidelity against dense.
     """
-    from ..schedules.calibrate import calibrate, write_calibration
 
     _search(opts, image_dir, out, force, ("calibrated", "calibration"),
             lambda built, pixels: calibrate(built, pixels, batch, percentile, Progress()), write_calibration)
@@ -67,8 +77,6 @@ def tune_cmd(image_dir, target_flops, target_speedup, holdout_every, out, force,
     OUT/tune.json and OUT/tune.png (fidelity against FLOP ratio, the config's default marked), and
     reports default / global / per-layer schedules on held-out images.
     """
-    from ..errors import ConfigError
-    from ..schedules.tune import tune, write_tuning
 
     if (target_flops is None) == (target_speedup is None):
         raise ConfigError("give exactly one of --target-flops and --target-speedup")

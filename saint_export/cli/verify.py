@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
-from .llava import llava_options
-from .options import (Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
-                      images_option, json_option, model_options, out_option, parse_batches, reports_errors)
+from .. import bench
+from ..errors import ConfigError, MissingDependencyError
+from ..export.pipeline import output_folder
+from ..io import check_writable, write_json
+from ..models.registry import resolve
+from ..plots import plot_throughput
+from ..tensorrt.engine import require_tensorrt
+from ..verify.check import as_json, comparison_table, run_check
+from ..verify.compare import check_tolerance_names, parse_tolerances
+from .llava import bench_llava_cmd, llava_options, refuse_llava_options
+from .options import (
+    Progress,
+    artifact_model_options,
+    batch_option,
+    build_from_options,
+    device_option,
+    force_option,
+    images_option,
+    json_option,
+    model_options,
+    out_option,
+    parse_batches,
+    reports_errors,
+)
 
 
 @click.command("check")
@@ -32,9 +51,6 @@ def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset
     engine (needs TensorRT). Prints every comparison, then PASS or FAIL (exit 0 or 1).
     With --dataset, also top-1 accuracy of each backend (labels = sorted subfolder names).
     """
-    from ..io import check_writable, write_json
-    from ..verify.check import as_json, comparison_table, run_check
-    from ..verify.compare import check_tolerance_names, parse_tolerances
 
     if json_path:
         check_writable(json_path, force)
@@ -76,33 +92,21 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, new_tokens, imag
     latency, image tokens per layer and decode speed of dense and each SAINT mode (--iters
     prefill rounds, default 10), on the CPU.
     """
-    from ..models.registry import resolve
 
     if resolve(opts["model_name"]).is_llava:
-        from .llava import bench_llava_cmd
-
         if device != "cpu" or tuple(backends) != ("ort", "torch"):
             raise ConfigError("a LLaVA bench times PyTorch on the CPU; --device and --backend are for vision transformers")
         return bench_llava_cmd(opts, batch_text, iters, image_dir, out, force, new_tokens)
-    from .llava import refuse_llava_options
 
     refuse_llava_options(opts)
-    from .. import bench
-    from ..export.pipeline import output_folder
-    from ..io import check_writable, write_json
-    from ..plots import plot_throughput
 
     batches = parse_batches(batch_text or "1,8,32")
     if "trt" in backends:
-        from ..tensorrt.engine import require_tensorrt
-
         require_tensorrt(onnx_written=False)
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            from ..errors import MissingDependencyError
-
             raise MissingDependencyError("--device cuda: no CUDA GPU is visible to PyTorch")
     out_dir = output_folder(opts["model_name"], out)
     json_path, png_path = check_writable(out_dir / "bench.json", force), check_writable(out_dir / "bench.png", force)

@@ -19,7 +19,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .function import _const, _constants, _Graph, _normalised_halves, _similarity, head_and_b_positions, score_nodes
+from .function import (
+    _const,
+    _constants,
+    _Graph,
+    _normalised_halves,
+    _similarity,
+    head_and_b_positions,
+    score_nodes,
+)
 from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PER_SAMPLE
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import onnx
 from onnx import defs
 
+from ..reference import ops  # noqa: F401  (registers the torch op)
+
 DOMAIN = "saint"
 OP_TYPE = "SaintTokenDrop"
 VERSION = 1
@@ -104,8 +106,6 @@ def translation_table() -> dict:
     index (the ONNX spec): what ``stable=True`` means."""
     import onnxscript
     import torch
-
-    from ..reference import ops  # noqa: F401  (registers the torch op)
 
     register_schema()
     opset = onnxscript.values.Opset(DOMAIN, VERSION)

@@ -13,9 +13,26 @@ Clean-ups: :class:`InferShapes`, :class:`FoldConstants`, :class:`CheckLowered`.
 from __future__ import annotations
 
 import onnx_ir as ir
-from onnx_ir.passes import InPlacePass, PassError, PassResult, PostconditionError, PreconditionError
+from onnx_ir.passes import (
+    InPlacePass,
+    PassError,
+    PassResult,
+    PostconditionError,
+    PreconditionError,
+)
 
-from .opdef import ATTRIBUTES, DOMAIN, OP_TYPE, PER_SAMPLE, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_schema, version_for
+from .function import function_proto
+from .function_sample import function_proto_per_sample
+from .opdef import (
+    ATTRIBUTES,
+    DOMAIN,
+    OP_TYPE,
+    PER_SAMPLE,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    register_schema,
+    version_for,
+)
 
 PLUGIN_ATTRS = ("plugin_version", "plugin_namespace", "max_tokens")
 
@@ -73,9 +90,6 @@ class LowerPortable(InPlacePass):
             raise PreconditionError("LowerPortable: the default opset must be >= 18")
 
     def call(self, model: ir.Model) -> PassResult:
-        from .function import function_proto
-        from .function_sample import function_proto_per_sample
-
         if not drop_nodes(model) or _function_key() in model.functions:
             return PassResult(model, modified=False)
         sample = _per_sample_model("LowerPortable", model)

@@ -14,11 +14,13 @@ from typing import Callable
 import onnx_ir as ir
 from onnx_ir.passes import InvariantError, PassError
 
-from ..errors import ConfigError, InputError, StageError
+from ..errors import ConfigError, StageError
 from ..io import check_writable, made_by_saint_export
 from ..models.build import BuiltModel
-from . import passes
 from ..models.record import META_PREFIX
+from ..models.registry import resolve
+from . import passes
+from .fp16 import ConvertFloat16
 from .trace import onnx_from_torch
 
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf cannot hold 2 GB; keep a margin
@@ -70,7 +72,6 @@ def check_targets(paths: list[Path], force: bool) -> None:
 
 def output_folder(model_name: str, out: str | Path | None = None) -> Path:
     """``out``, or ``out/<alias>``: the tool's own folder for a model's files."""
-    from ..models.registry import resolve
 
     return Path(out) if out else Path("out") / output_stem(resolve(model_name).alias)
 
@@ -83,7 +84,6 @@ def output_stem(alias: str) -> str:
 def artifact_paths(model_name: str, out: str | Path | None = None, portable: str | Path | None = None,
                    tensorrt: str | Path | None = None, force: bool = False, suffix: str = "") -> tuple[Path, Path]:
     """Default paths ``OUT/<alias><suffix>.onnx`` and ``.trt.onnx`` beside it; both checked writable up front."""
-    from ..models.registry import resolve
 
     stem = output_stem(resolve(model_name).alias) + suffix
     portable_path = Path(portable) if portable else output_folder(model_name, out) / f"{stem}.onnx"
@@ -132,8 +132,6 @@ def write_lowered(ir_model: ir.Model, portable_path: Path, tensorrt_path: Path |
     progress("clean-up passes: constant folding, shape inference")
     run_passes(ir.passes.Sequential(*passes.cleanup()), ir_model)
     if fp16:
-        from .fp16 import ConvertFloat16
-
         progress("converting to float16 (SaintTokenDrop similarity stays float32)")
         run_passes(ConvertFloat16(), ir_model)
     ir_model.metadata_props[META_PREFIX + "precision"] = "fp16" if fp16 else "fp32"
@@ -161,28 +159,3 @@ def write_lowered(ir_model: ir.Model, portable_path: Path, tensorrt_path: Path |
         for staging in stagings:
             shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(portable_path, tensorrt_path, drops, external)
-
-
-def read_proto(path: Path):
-    """The ModelProto of an ONNX file without its external data; InputError if unreadable."""
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise InputError(f"cannot read ONNX model {path}: {type(exc).__name__}") from None
-
-
-
-ONNX_TYPES = {1: "FLOAT", 10: "HALF", 16: "BF16", 7: "INT64", 6: "INT32", 9: "BOOL"}
-
-
-def graph_io(proto) -> list[dict]:
-    """The graph's inputs and outputs as rows {name, shape (a symbolic dim reads -1), dtype, output}."""
-    rows = []
-    for values, output in ((proto.graph.input, False), (proto.graph.output, True)):
-        for v in values:
-            t = v.type.tensor_type
-            shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-            rows.append({"name": v.name, "shape": shape, "dtype": ONNX_TYPES.get(t.elem_type, str(t.elem_type)), "output": output})
-    return rows

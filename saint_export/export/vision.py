@@ -19,8 +19,11 @@ from typing import Callable
 
 import onnx_ir as ir
 
+from ..errors import InputError
 from ..models.llava import BuiltVision
 from ..models.record import META_PREFIX, ModelRecord, config_json
+from ..onnx_file import read_proto
+from ..version import __version__
 from .opdef import DOMAIN, version_for
 from .pipeline import ExportResult, checked_targets, write_lowered
 from .trace import name_drop_nodes, traced
@@ -32,7 +35,6 @@ KIND = "llava_vision"  # metadata saint_export.kind
 def record_of(built: BuiltVision) -> ModelRecord:
     """The model record; its one schedule row says what the tower drops (the iterative drop: a fixed
     count, so the engine is batch-independent; the bipartite rule: the batch's vote)."""
-    from .. import __version__
 
     s, tokens = built.saint, built.module.tokens
     row = ({"layer": s.vit_layer, "rule": "iterative", "fixed_r": tokens - s.keep, "divisor": s.divisor, "quirk": s.quirk}
@@ -70,7 +72,6 @@ def vision_models_from_torch(built: BuiltVision, portable_path: Path, tensorrt_p
 
 def is_vision_onnx(path: Path) -> bool:
     """Whether ``path`` is a LLaVA vision encoder this stage wrote (its metadata says so)."""
-    from .pipeline import read_proto
 
     return any(p.key == META_PREFIX + "kind" and p.value == KIND for p in read_proto(Path(path)).metadata_props)
 
@@ -79,9 +80,7 @@ def vision_from_onnx(path: Path, model_name: str | None = None, checkpoint: str 
                      weights: str | None = None) -> BuiltVision:
     """The PyTorch encoder an exported vision ONNX came from: same config (or ``model_name``'s),
     weights and SAINT settings."""
-    from ..errors import InputError
     from ..models.llava import build_vision
-    from .pipeline import read_proto
 
     props = {p.key: p.value for p in read_proto(Path(path)).metadata_props}
     record = ModelRecord.from_metadata(props, str(path))

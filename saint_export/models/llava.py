@@ -17,8 +17,11 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import ConfigError, InputError, MissingDependencyError
+from ..reference.iterative import iterative_drop
 from ..reference.llava_saint import LlavaSaint
+from ..reference.ops import op_token_drop
 from .config import ModelConfig
+from .hub import hub_offline
 
 TOWER_PREFIXES = ("model.vision_tower.", "vision_tower.vision_model.", "vision_tower.")
 PROJECTOR_PREFIXES = ("model.multi_modal_projector.", "multi_modal_projector.")
@@ -62,8 +65,6 @@ def llava_config(cfg: ModelConfig, weights: str, checkpoint: str | Path | None):
             raise InputError(f"checkpoint {checkpoint} is not a save_pretrained folder (no config.json)")
         return transformers.AutoConfig.from_pretrained(str(checkpoint), local_files_only=True)
     if weights == "pretrained":
-        from .hf import hub_offline
-
         if cfg.hub_weights is not True:
             raise MissingDependencyError(f"{cfg.alias}: --weights pretrained unavailable: {cfg.hub_weights}")
         try:
@@ -178,9 +179,6 @@ class VisionEncoder(torch.nn.Module):
         patch_tower(tower, saint)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..reference.iterative import iterative_drop
-        from ..reference.ops import op_token_drop
-
         s = self.saint
         pruned = self.tower._saint_state.enabled  # pruning(encoder.tower, False): stock LLaVA features
         x = self.tower.pre_layrnorm(self.tower.embeddings(pixels))
@@ -234,8 +232,6 @@ def build_vision(cfg: ModelConfig, weights: str | None = None, checkpoint: str |
 
 
 def _pretrained_folder(cfg: ModelConfig) -> str:
-    from .hf import hub_offline
-
     if Path(cfg.hf_name).is_dir():
         return cfg.hf_name
     if cfg.hub_weights is not True:

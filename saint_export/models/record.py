@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError, InputError
+from ..onnx_file import read_proto
+from ..reference.schedule import overrides_from_rows
+from ..version import __version__
 from .build import BuiltModel, build_model, build_named
 from .config import ModelConfig, config_from_mapping
 from .registry import resolve
-from ..reference.schedule import overrides_from_rows
 
 META_PREFIX = "saint_export."
 _SEED = re.compile(r"random\(seed=(\d+)\)")
@@ -57,8 +59,6 @@ class ModelRecord:
 
     @classmethod
     def of(cls, built: BuiltModel, pruned: bool = True, precision: str = "fp32") -> "ModelRecord":
-        from .. import __version__
-
         return cls(config_json(built.config), built.weights, built.schedule.to_json() if pruned else [],
                    built.protected, precision, __version__)
 
@@ -86,8 +86,6 @@ class ModelRecord:
 
     @classmethod
     def from_onnx(cls, path: Path) -> "ModelRecord":
-        from ..export.pipeline import read_proto
-
         proto = read_proto(Path(path))
         return cls.from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
 
@@ -141,7 +139,6 @@ class ModelRecord:
 def built_from_onnx(path: Path, model_name: str | None = None, checkpoint: str | None = None,
                     weights: str | None = None) -> BuiltModel:
     """The PyTorch model an ONNX file was exported from (``model_name`` for files without metadata)."""
-    from ..export.pipeline import read_proto
 
     props = {p.key: p.value for p in read_proto(Path(path)).metadata_props}
     if META_PREFIX + "config" not in props and model_name:

@@ -9,8 +9,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .config import ModelConfig, config_from_mapping, load_config_file
 from ..errors import ConfigError
+from .config import ModelConfig, config_from_mapping, load_config_file
+from .hf import hf_config_for
 
 ENV_CONFIG_DIRS = "SAINT_EXPORT_CONFIGS"  # extra config folders, os.pathsep-separated
 
@@ -83,8 +84,6 @@ def resolve(name: str) -> ModelConfig:
     """Alias, ``alias.variant``, a ``.yaml`` path, ``hf:<hub id or folder>``, a local transformers
     folder (with config.json), or a timm model name -> ModelConfig."""
     if name.startswith("hf:") or (Path(name) / "config.json").is_file():
-        from .hf import hf_config_for
-
         return hf_config_for(name.removeprefix("hf:"))
     table = configs()
     if name in table:

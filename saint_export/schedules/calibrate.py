@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..io import write_json, write_text
 from ..models.build import BuiltModel, rescheduled
 from ..models.record import ModelRecord, config_json
-from ..reference.patch import pruning
+from ..plots import plot_tokens
 from ..reference.ops import recording
+from ..reference.patch import pruning
 from ..verify.analysis import dense_tokens, trace_tokens, vit_flops
-from ..verify.compare import agreement
+from ..verify.compare import agreement, describe_agreement
 
 
 @dataclass
@@ -50,8 +52,6 @@ class CalibrationReport:
         return asdict(self)
 
     def table(self) -> str:
-        from ..verify.compare import describe_agreement
-
         lines = [f"{self.model} ({self.weights}): {self.images} images in {self.batches} batch(es) of {self.batch}, "
                  f"fixed_r = percentile {self.percentile:g} of the observed r",
                  f"{'layer':>5} {'r observed (min/median/max)':>28} {'fixed_r':>8}"]
@@ -146,9 +146,6 @@ def config_yaml(built: BuiltModel, overrides: dict[str, Any], suffix: str, comma
 
 def write_calibration(path_yaml: Path, path_json: Path, path_png: Path, built: BuiltModel, report: CalibrationReport,
                       overrides: dict[str, Any], force: bool = False) -> None:
-    from ..io import write_json, write_text
-    from ..plots import plot_tokens
-
     description = (f"{built.config.alias} with fixed_r calibrated at batch {report.batch} on {report.images} images "
                    f"(percentile {report.percentile:g}); static token dims")
     write_text(path_yaml, config_yaml(built, overrides, "calibrated", "calibrate", description), force)

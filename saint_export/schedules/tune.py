@@ -21,10 +21,13 @@ from typing import Any, Callable
 import torch
 
 from ..errors import ConfigError
+from ..io import write_json, write_text
 from ..models.build import BuiltModel, rescheduled
+from ..plots import plot_tradeoff
 from ..reference.patch import pruning
 from ..verify.analysis import dense_tokens, trace_tokens, vit_flops
-from ..verify.compare import agreement
+from ..verify.compare import agreement, describe_agreement
+from .calibrate import config_yaml
 
 GRID = (-0.04, -0.02, -0.01, 0.01, 0.02, 0.04)
 SLOPES = (0.004, 0.008, 0.016)
@@ -58,8 +61,6 @@ class TuneReport:
         return asdict(self)
 
     def table(self) -> str:
-        from ..verify.compare import describe_agreement
-
         lines = [f"{self.model} ({self.weights}): target {self.target_flop_ratio:g}x fewer FLOPs, layers {self.layers}; "
                  f"tuned on {self.tune_images} images, reported on {self.holdout_images} held out "
                  f"({self.evaluations} evaluations, {self.seconds:.0f} s)",
@@ -177,10 +178,6 @@ def tune(built: BuiltModel, pixels: torch.Tensor, target: float, holdout_every: 
 
 def write_tuning(path_yaml, path_json, path_png, built: BuiltModel, report: TuneReport, overrides: dict[str, Any],
                  force: bool = False) -> None:
-    from ..io import write_json, write_text
-    from ..plots import plot_tradeoff
-    from .calibrate import config_yaml
-
     description = (f"{built.config.alias} with tau tuned for {report.target_flop_ratio:g}x fewer FLOPs on "
                    f"{report.tune_images} images")
     write_text(path_yaml, config_yaml(built, overrides, "tuned", "tune", description), force)

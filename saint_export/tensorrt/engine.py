@@ -23,11 +23,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, MissingDependencyError, SaintExportError, StageError
+from ..errors import (
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    SaintExportError,
+    StageError,
+)
+from ..export.fp16 import ConvertFloat16
 from ..export.opdef import DOMAIN
 from ..io import write_json, write_with
 from ..models.record import ModelRecord
-from .plugins import LoadPluginLibraries, plugin_library_path, require_plugin_library, tensorrt_major
+from ..onnx_file import graph_io, read_proto
+from ..polygraphy_log import quiet_polygraphy
+from .plugins import (
+    LoadPluginLibraries,
+    load_plugin_library,
+    plugin_library_path,
+    require_plugin_library,
+    tensorrt_major,
+)
 from .sidecar import read_sidecar, sidecar, sidecar_path
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -36,7 +51,6 @@ INPUT_NAME = "pixels"
 
 def polygraphy_trt():
     """``polygraphy.backend.trt``, quiet but for errors (no TensorRT import happens here)."""
-    from ..verify.runners import quiet_polygraphy
 
     quiet_polygraphy("ERROR")
     from polygraphy.backend import trt as poly_trt
@@ -170,8 +184,6 @@ def engine_loaders(onnx_path: Path, options: EngineOptions, lib: Path | None, in
 
 
 def _input_shape(proto) -> tuple[int, int, int]:
-    from ..export.pipeline import graph_io
-
     pixels = next((io for io in graph_io(proto) if io["name"] == INPUT_NAME and not io["output"]), None)
     if pixels is None or len(pixels["shape"]) != 4 or min(pixels["shape"][1:]) < 1:
         raise InputError(f"the model has no input '{INPUT_NAME}' [B, 3, H, W] with static C, H, W")
@@ -181,7 +193,6 @@ def _input_shape(proto) -> tuple[int, int, int]:
 def engine_from_onnx(onnx_path: Path, plan_path: Path, options: EngineOptions, force: bool = False) -> Path:
     """Build the TensorRT-lowered ONNX with Polygraphy, write ``plan_path`` (the serialized engine's
     bytes, through Polygraphy's SaveBytes) and its ``.json`` sidecar atomically. Returns ``plan_path``."""
-    from ..export.pipeline import graph_io, read_proto
 
     onnx_path = Path(onnx_path)
     proto = read_proto(onnx_path)
@@ -215,8 +226,6 @@ def strongly_typed_source(onnx_path: Path, options: EngineOptions, major: int):
         return
     import onnx_ir as ir
 
-    from ..export.fp16 import ConvertFloat16
-
     model = ir.load(str(onnx_path))
     ConvertFloat16()(model)
     fd, tmp = tempfile.mkstemp(prefix=f".{onnx_path.stem}.", suffix=".fp16.onnx", dir=onnx_path.parent)
@@ -229,8 +238,6 @@ def strongly_typed_source(onnx_path: Path, options: EngineOptions, major: int):
 
 
 def _is_float16(onnx_path: Path) -> bool:
-    from ..export.pipeline import read_proto
-
     return any(t.data_type == 10 for t in read_proto(Path(onnx_path)).graph.initializer)  # onnx.TensorProto.FLOAT16
 
 
@@ -296,8 +303,6 @@ def single_plugin_network(shapes: dict[str, tuple[int, ...]], fields: dict[str, 
 def run_single_plugin(tokens, metric, threshold: float, k: int, gamma: float, protected: int, fixed_r: int):
     """Build a one-plugin network with Polygraphy, run it with its TrtRunner: (tokens_out, kept_index) as torch tensors."""
     import torch
-
-    from .plugins import load_plugin_library
 
     require_tensorrt()
     load_plugin_library(require_plugin_library())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, StageError
+from ..export.opdef import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 PLUGIN_LIB = "libsaint_plugins.so"
 ONLOAD_LIB = "libsaint_plugins_onload.so"
@@ -68,8 +69,6 @@ def load_plugin_library(lib: str | Path) -> None:
     """Register the library's creators with TensorRT's plugin registry, once per process; refuses in one
     line a library built for another TensorRT major (the plugin and registry interfaces' ABI differs)."""
     import tensorrt as trt
-
-    from ..export.opdef import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
     path = Path(lib).resolve()
     if str(path) in _LOADED:

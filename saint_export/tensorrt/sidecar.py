@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+from ..export.opdef import PLUGIN_NAMESPACE, PLUGIN_VERSION
 from ..models.record import ModelRecord
+from ..version import __version__
 
 if TYPE_CHECKING:
     from .engine import EngineOptions
@@ -22,8 +24,6 @@ def sidecar_path(plan_path: Path) -> Path:
 def sidecar(options: "EngineOptions", io: list[dict[str, Any]], plugin_lib: Path | None, trt_version: str,
             record: ModelRecord) -> dict[str, Any]:
     """The JSON written beside an engine: what it is (the ONNX file's ModelRecord), how it was built, what it needs."""
-    from .. import __version__
-    from ..export.opdef import PLUGIN_NAMESPACE, PLUGIN_VERSION
 
     return {
         "model": record.alias,

@@ -15,9 +15,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError, MissingDependencyError, OutputExistsError, StageError
+from ..errors import (
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    OutputExistsError,
+    StageError,
+)
+from ..export.pipeline import data_path
 from ..io import ensure_writable_dir, made_by_saint_export
+from ..models.record import ModelRecord
+from ..onnx_file import graph_io, read_proto
+from ..verify.backends import require_portable
 from .plugins import ONLOAD_LIB, PLUGIN_LIB, onload_library, plugin_library_path
+from .sidecar import read_sidecar
 
 TRITON_TYPES = {"FLOAT": "TYPE_FP32", "HALF": "TYPE_FP16", "BF16": "TYPE_BF16", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32"}
 
@@ -108,7 +119,6 @@ def validate_config(text: str) -> Any:
 def triton_repository_from_engine(plan: Path, repo: Path, name: str | None = None, plugin_library: Path | None = None,
                                   max_batch: int | None = None, instances: int = 1, force: bool = False) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.plan, libsaint_plugins.so}``; returns the model folder."""
-    from .sidecar import read_sidecar
 
     plan = Path(plan)
     if not plan.is_file():
@@ -190,9 +200,6 @@ def triton_repository_from_onnx(onnx_path: Path, repo: Path, name: str | None = 
                                 instances: int = 1, force: bool = False) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.onnx}`` for Triton's onnxruntime backend (the portable
     ONNX carries SaintTokenDrop's function body, so no plugin is needed); returns the model folder."""
-    from ..export.pipeline import data_path, graph_io, read_proto
-    from ..models.record import ModelRecord
-    from ..verify.backends import require_portable
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():

@@ -13,8 +13,14 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingDependencyError
-from ..models.build import BuiltModel
+from ..export.opdef import DOMAIN, OP_TYPE
+from ..export.pipeline import onnx_models_from_torch
+from ..models.build import BuiltModel, build_named
+from ..models.record import built_from_onnx
+from ..onnx_file import read_proto
 from ..reference.patch import pruning
+from ..tensorrt.engine import activate, engine_runner, require_tensorrt
+from ..tensorrt.sidecar import record_of_engine
 
 Backend = Callable[[torch.Tensor], np.ndarray]
 
@@ -41,7 +47,6 @@ def providers(device: str) -> list[str]:
 
 def require_portable(proto, path: Path) -> None:
     """onnxruntime runs only the portable model; say so in one line for the TensorRT-lowered one."""
-    from ..export.opdef import DOMAIN, OP_TYPE
 
     has_plugin_nodes = any(n.domain == DOMAIN and n.op_type == OP_TYPE for n in proto.graph.node)
     has_function = any(f.domain == DOMAIN and f.name == OP_TYPE for f in proto.functions)
@@ -55,8 +60,6 @@ def require_portable(proto, path: Path) -> None:
 def ort_session(path: Path, device: str = "cpu", extra_outputs: tuple[str, ...] = ()):
     """An onnxruntime session (all graph optimisations) that also returns the named intermediate values."""
     import onnx
-
-    from ..export.pipeline import read_proto
 
     ort = onnxruntime()
     path = Path(path)
@@ -109,8 +112,6 @@ def ort_backend(onnx_path: Path, device: str = "cpu") -> Backend:
 def trt_backend(plan: Path) -> Backend:
     import atexit
 
-    from ..tensorrt.engine import activate, engine_runner
-
     runner = activate(engine_runner(plan), plan)
     atexit.register(runner.deactivate)  # the context and its device buffers live as long as the backend is used
     return lambda pixels: np.asarray(runner.infer({"pixels": pixels.numpy()})["logits"], dtype=np.float32)
@@ -120,15 +121,9 @@ def backends_for_target(target: str, tmp: Path, model_name: str | None, checkpoi
                         device: str, progress: Callable[[str], None]) -> tuple[BuiltModel, dict[str, Backend]]:
     """The PyTorch reference and the backends for a ``.plan`` (TensorRT), a ``.onnx`` (onnxruntime)
     or a model name (exported to ``tmp`` first, then onnxruntime)."""
-    from ..export.pipeline import onnx_models_from_torch
-    from ..models.build import build_named
-    from ..models.record import built_from_onnx
 
     path = Path(target)
     if target.endswith(".plan"):
-        from ..tensorrt.engine import require_tensorrt
-        from ..tensorrt.sidecar import record_of_engine
-
         if not path.is_file():
             raise InputError(f"engine {target} does not exist")
         require_tensorrt(onnx_written=False)

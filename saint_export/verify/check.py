@@ -11,8 +11,9 @@ from typing import Any, Callable
 import torch
 
 from ..errors import InputError
+from ..inputs import eval_transform, gather_inputs
 from ..models.build import BuiltModel
-from .backends import Backend
+from .backends import Backend, backends_for_target
 from .compare import agreement, describe_agreement
 from .runners import compare, function_runner
 
@@ -36,8 +37,6 @@ class DatasetReport:
 def image_folder(root: str | Path, built: BuiltModel):
     """torchvision's ImageFolder over ``root/<class>/<image>`` with the model's eval transform."""
     from torchvision.datasets import ImageFolder
-
-    from ..inputs import eval_transform
 
     root = Path(root)
     if not root.is_dir():
@@ -99,9 +98,6 @@ def run_check(target: str, model_name: str | None = None, checkpoint: str | None
               progress: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], DatasetReport | None]:
     """Build every backend for ``target``, compare them on the images, optionally measure dataset accuracy."""
     import tempfile
-
-    from ..inputs import gather_inputs
-    from .backends import backends_for_target
 
     with tempfile.TemporaryDirectory(prefix="saint-check.") as tmp:
         built, backends = backends_for_target(target, Path(tmp), model_name, checkpoint, weights, device, progress)

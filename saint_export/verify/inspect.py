@@ -8,10 +8,12 @@ from typing import Any
 
 import torch
 
+from ..io import write_json
+from ..models.build import BuiltModel
+from ..plots import plot_tokens
+from ..reference.patch import pruning
 from .analysis import BlockTokens, dense_tokens, trace_tokens, vit_flops
 from .compare import agreement, describe_agreement
-from ..models.build import BuiltModel
-from ..reference.patch import pruning
 
 
 @dataclass
@@ -73,8 +75,6 @@ def inspect_model(built: BuiltModel, pixels: torch.Tensor, names: list[str]) -> 
 
 def write_inspect_outputs(report: InspectReport, plot: Path, json_path: Path, force: bool = False) -> None:
     """The tokens-per-block PNG and the JSON report, each replaced atomically."""
-    from ..io import write_json
-    from ..plots import plot_tokens
 
     dense = [b.tokens_in for b in report.blocks[:1]] * len(report.blocks)
     plot_tokens(plot, f"{report.model}: tokens per block (batch {report.batch})",

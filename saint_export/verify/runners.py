@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from ..io import ensure_writable_dir, made_by_saint_export, write_json, write_with
+from ..polygraphy_log import quiet_polygraphy
+from .backends import ort_session
 from .compare import OutputCheck
-
-
-def quiet_polygraphy(severity: str = "CRITICAL") -> None:
-    """Polygraphy's logger at ``severity``, without colours: our own tables and errors report results."""
-    from polygraphy.logger import G_LOGGER
-
-    G_LOGGER.colors = False
-    G_LOGGER.module_severity = getattr(G_LOGGER, severity)
 
 
 def polygraphy():
@@ -64,8 +59,6 @@ def ort_runner(path: Path, device: str = "cpu", extra_outputs: tuple[str, ...] =
     """Polygraphy's OnnxrtRunner over :func:`ort_session` (the device's providers, ``extra_outputs`` exposed)."""
     polygraphy()
     from polygraphy.backend.onnxrt import OnnxrtRunner
-
-    from .backends import ort_session
 
     session = ort_session(Path(path), device, tuple(extra_outputs))
     return OnnxrtRunner(session, name=name)
@@ -116,8 +109,6 @@ def save_for_polygraphy(folder: Path, feed: dict[str, np.ndarray], reference: di
     from polygraphy.comparator import RunResults
     from polygraphy.comparator.struct import IterationResult
     from polygraphy.json import save_json
-
-    from ..io import ensure_writable_dir, made_by_saint_export, write_json, write_with
 
     folder = Path(folder)
     ensure_writable_dir(folder)

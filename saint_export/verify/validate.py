@@ -17,15 +17,27 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..inputs import gather_inputs
 from ..models.build import BuiltModel
+from ..models.record import META_PREFIX
+from ..onnx_file import read_proto
 from ..reference.ops import recording
 from ..reference.patch import pruning
 from .analysis import dense_tokens, trace_tokens, vit_flops
 from .backends import ort_session, providers
-from .runners import compare, function_runner, ort_runner
+from .compare import (
+    DEFAULT_TOLERANCES,
+    FP16_TOLERANCES,
+    ReportHead,
+    agreement,
+    check_tolerance_names,
+    describe_agreement,
+    index_note,
+    output_rows,
+    parse_tolerances,
+)
 from .invariance import FP16_INVARIANCE, TOLERANCE, batch_vs_alone
-from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, ReportHead, agreement, describe_agreement,
-                      check_tolerance_names, index_note, output_rows, parse_tolerances)
+from .runners import compare, function_runner, ort_runner, save_for_polygraphy
 
 
 @dataclass
@@ -66,9 +78,6 @@ def drop_output_names(proto) -> list[str]:
 @torch.no_grad()
 def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor, names: list[str],
                   tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu") -> ValidationReport:
-    from ..export.pipeline import read_proto
-    from ..models.record import META_PREFIX
-
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"ONNX model {onnx_path} does not exist")
@@ -135,15 +144,12 @@ def validate_with_inputs(onnx_path: Path, built: BuiltModel, image_dir: str | No
                          force: bool = False) -> ValidationReport:
     """:func:`validate_onnx` on ``batch`` images from ``image_dir`` (default: photos + generated images);
     with ``polygraphy_dir``, also those inputs and PyTorch's logits in Polygraphy's formats."""
-    from ..inputs import gather_inputs
 
     tolerances = parse_tolerances(tol)
     pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
     progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
     report = validate_onnx(onnx_path, built, pixels, names, tolerances, device)
     if polygraphy_dir is not None:
-        from .runners import save_for_polygraphy
-
         with torch.no_grad():
             reference = built.module(pixels).numpy()
         save_for_polygraphy(Path(polygraphy_dir), {"pixels": pixels.numpy()}, {"logits": reference}, force=force)

@@ -13,11 +13,21 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..inputs import gather_inputs
 from ..models.llava import BuiltVision
+from ..models.record import META_PREFIX
+from ..onnx_file import read_proto
 from ..reference.patch import pruning
 from .backends import providers
-from .compare import (DEFAULT_TOLERANCES, FP16_TOLERANCES, ReportHead, index_note, output_rows,
-                      check_tolerance_names, parse_tolerances)
+from .compare import (
+    DEFAULT_TOLERANCES,
+    FP16_TOLERANCES,
+    ReportHead,
+    check_tolerance_names,
+    index_note,
+    output_rows,
+    parse_tolerances,
+)
 from .runners import compare, function_runner, ort_runner
 
 EMBEDS, KEPT = "image_embeds", "kept_index"
@@ -55,9 +65,6 @@ def _pooled_cosine(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 @torch.no_grad()
 def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Tensor, names: list[str],
                     tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu") -> VisionReport:
-    from ..export.pipeline import read_proto
-    from ..models.record import META_PREFIX
-
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"ONNX model {onnx_path} does not exist")
@@ -98,7 +105,6 @@ def validate_vision_with_inputs(onnx_path: Path, built: BuiltVision, image_dir: 
                                 tol: tuple[str, ...] = (), device: str = "cpu",
                                 progress: Callable[[str], None] = lambda s: None) -> VisionReport:
     """:func:`validate_vision` on ``batch`` images from ``image_dir`` (default: photos + generated images)."""
-    from ..inputs import gather_inputs
 
     pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
     progress(f"validating {onnx_path} against PyTorch on {len(names)} images")

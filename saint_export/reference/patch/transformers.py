@@ -54,7 +54,11 @@ import torch
 from ...errors import ConfigError, MissingDependencyError
 from ..ops import op_token_drop
 from ..schedule import LayerRule, Schedule, build_schedule
-from .timm import is_patched, pruning, set_pruning  # shared helpers: they dispatch on model._saint_host
+from .timm import (  # shared helpers: they dispatch on model._saint_host
+    is_patched,
+    pruning,
+    set_pruning,
+)
 
 HOST = "transformers"
 
