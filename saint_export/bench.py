@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,16 +23,16 @@ from .export.pipeline import onnx_models_from_torch
 from .inputs import gather_inputs
 from .models.build import BuiltModel
 from .reference.patch import pruning
-from .tensorrt.engine import EngineOptions, activate, engine_from_onnx, engine_runner
+from .runtimes import registry
+from .runtimes.base import Runtime
 from .verify.analysis import dense_tokens, trace_tokens, vit_flops
-from .verify.backends import ort_session
 
 Timed = Callable[[], Any]
 
 
 @dataclass
 class BenchRow:
-    backend: str  # "ort" | "torch" | "trt"
+    backend: str  # "torch", or a runtime's short name: "ort", "trt", ...
     variant: str  # "dense" | "saint"
     batch: int
     iters: int
@@ -130,15 +131,11 @@ def torch_fns(built: BuiltModel, pixels: torch.Tensor) -> dict[str, Timed]:
     return {"torch dense": call(False), "torch saint": call(True)}
 
 
-def ort_fns(sessions: dict[str, Any], pixels: torch.Tensor) -> dict[str, Timed]:
+def runner_fns(runners: dict[str, Any], pixels: torch.Tensor) -> dict[str, Timed]:
+    """Active Polygraphy runners by label ("ort saint", "trt dense", ...), timed through ``infer``
+    (for TensorRT the host-to-device copy of the batch is included)."""
     feed = {"pixels": pixels.cpu().numpy()}
-    return {f"ort {variant}": (lambda s=s: s.run(["logits"], feed)) for variant, s in sessions.items()}
-
-
-def trt_fns(runners: dict[str, Any], pixels: torch.Tensor) -> dict[str, Timed]:
-    """TensorRT engines through Polygraphy's TrtRunner, activated (host-to-device copy of the batch included)."""
-    feed = {"pixels": pixels.cpu().numpy()}
-    return {f"trt {variant}": (lambda r=r: r.infer(feed)) for variant, r in runners.items()}
+    return {label: (lambda r=r: r.infer(feed)) for label, r in runners.items()}
 
 
 def summarize(rows: list[BenchRow], times: dict[tuple[int, str], list[float]], ratios: dict[int, float]) -> list[dict[str, Any]]:
@@ -182,39 +179,60 @@ def throughput_series(rows: list[BenchRow], batches: list[int]) -> dict[str, lis
             for b in dict.fromkeys(r.backend for r in rows) for v in ("dense", "saint")}
 
 
-def _prepare(built: BuiltModel, backends: tuple[str, ...], batches: list[int], device: str, tmp: Path,
-             progress: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any]]:
-    sessions, runners = {}, {}
-    if "trt" in backends:
-        progress("exporting and building dense and SAINT TensorRT engines")
-        options = EngineOptions(batch=(1, max(batches), max(batches)))
-        for variant, pruned in (("dense", False), ("saint", True)):
-            portable, lowered = tmp / f"{variant}.p.onnx", tmp / f"{variant}.trt.onnx"
-            onnx_models_from_torch(built, portable, lowered, pruned=pruned)
-            plan = engine_from_onnx(lowered, tmp / f"{variant}.plan", options)
-            runners[variant] = activate(engine_runner(plan), plan)  # deactivated by run_bench when the timing ends
-    if "ort" in backends:
-        progress("exporting dense and SAINT ONNX models")
-        for variant, pruned in (("dense", False), ("saint", True)):
-            onnx_models_from_torch(built, tmp / f"{variant}.onnx", None, pruned=pruned)
-            sessions[variant] = ort_session(tmp / f"{variant}.onnx", device)
-    return sessions, runners
+class Exports:
+    """The dense and SAINT ONNX models, traced into ``folder`` when a runtime first asks for them."""
+
+    def __init__(self, built: BuiltModel, folder: Path, progress: Callable[[str], None]):
+        self.built, self.folder, self.progress = built, folder, progress
+        self._done: dict[tuple[str, bool], Path] = {}
+
+    def _export(self, variant: str, lowered: bool) -> Path:
+        if (variant, lowered) not in self._done:
+            self.progress(f"exporting the {variant} {'TensorRT-lowered' if lowered else 'portable'} ONNX model")
+            portable = self.folder / (f"{variant}.p.onnx" if lowered else f"{variant}.onnx")
+            trt = self.folder / f"{variant}.trt.onnx" if lowered else None
+            onnx_models_from_torch(self.built, portable, trt, pruned=variant == "saint")
+            self._done[(variant, lowered)] = trt or portable
+        return self._done[(variant, lowered)]
+
+    def portable(self, variant: str) -> Path:
+        return self._export(variant, False)
+
+    def lowered(self, variant: str) -> Path:
+        return self._export(variant, True)
 
 
-def run_bench(built: BuiltModel, backends: tuple[str, ...], batches: list[int], image_dir: str | None, device: str,
-              warmup: int, iters: int, min_seconds: float, progress: Callable[[str], None] = lambda s: None):
+def _prepare(built: BuiltModel, runtimes: list[Runtime], max_batch: int, device: str, tmp: Path,
+             progress: Callable[[str], None]) -> dict[str, Any]:
+    """Each runtime's dense and SAINT runner, active, by label ("ort dense", ...)."""
+    exports, runners = Exports(built, tmp, progress), {}
+    try:
+        for runtime in runtimes:
+            for variant in ("dense", "saint"):
+                artifact = runtime.artifact(exports, variant, max_batch)
+                label = f"{runtime.short} {variant}"
+                runners[label] = runtime.activate(runtime.runner(artifact, device, (), label), artifact)
+    except BaseException:
+        for runner in runners.values():
+            runner.deactivate()
+        raise
+    return runners
+
+
+def run_bench(built: BuiltModel, backends: tuple[str, ...], batches: list[int], *, image_dir: str | None = None,
+              device: str = "cpu", warmup: int = 2, iters: int = 10, min_seconds: float = 1.0,
+              progress: Callable[[str], None] = lambda s: None):
     """Export/build what the backends need in a temporary folder, then time every backend's dense and
     SAINT model round-robin at each batch size. Returns (rows, per-round times, FLOP ratio per batch,
     tokens after each block per batch)."""
-    import tempfile
-
+    runtimes = [registry.get(name, device) for name in backends if name != "torch"]
     rows: list[BenchRow] = []
     times: dict[tuple[int, str], list[float]] = {}
     ratios: dict[int, float] = {}
     tokens: dict[int, list[int]] = {}
     cuda = device == "cuda"
     with tempfile.TemporaryDirectory(prefix="saint-bench.") as tmp:
-        sessions, runners = _prepare(built, backends, batches, device, Path(tmp), progress)
+        runners = _prepare(built, runtimes, max(batches), device, Path(tmp), progress)
         inputs = {b: gather_inputs(built.config, image_dir=image_dir, batch=b)[0] for b in batches}
         for b, pixels in inputs.items():
             ratios[b], tokens[b] = flop_ratio(built, pixels)
@@ -222,7 +240,7 @@ def run_bench(built: BuiltModel, backends: tuple[str, ...], batches: list[int], 
             built.module.cuda()
         try:
             for b, pixels in inputs.items():
-                fns = {**ort_fns(sessions, pixels), **trt_fns(runners, pixels)}
+                fns = runner_fns(runners, pixels)
                 if "torch" in backends:
                     fns.update(torch_fns(built, pixels.cuda() if cuda else pixels))
                 progress(f"batch {b}: {', '.join(fns)} round-robin")

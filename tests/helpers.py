@@ -81,3 +81,19 @@ def one_plugin_case():
     metric[:, 1::3] = metric[:, 2:3]
     tokens = torch.randn(4, 197, 192)
     return tokens, metric, saint_drop(tokens, metric, 0.75, 5, 10.0, 1, -1)
+
+
+@torch.no_grad()
+def hf_layer_tokens(model: torch.nn.Module, pixels: torch.Tensor):
+    """A transformers model (patched or not) on ``pixels``: [(tokens in, tokens out) per encoder layer] and its output."""
+    from saint_export.reference.patch.transformers import TensorOutput, saint_layers
+
+    seen: list[tuple[int, int]] = []
+    hooks = [layer.register_forward_hook(lambda mod, args, out: seen.append((int(args[0].shape[1]), int(out.shape[1]))))
+             for layer in saint_layers(model)]
+    try:
+        out = model(pixels) if isinstance(model, TensorOutput) else model(pixel_values=pixels)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen, out

@@ -7,6 +7,7 @@
 
 import numpy as np
 import pytest
+from helpers import hf_layer_tokens
 import torch
 
 pytest.importorskip("transformers", minversion="5.0")
@@ -83,7 +84,7 @@ def test_real_weights_timm_equals_transformers(hf_model, photos, tau):
             t_out = tm.forward_features(photos)
         hfpatch.apply_patch(hf_model, build_schedule(spec, 12))
         try:
-            seen, out = hfpatch.trace_tokens(hf_model, photos)
+            seen, out = hf_layer_tokens(hf_model, photos)
         finally:
             hfpatch.remove_patch(hf_model)
         h_counts, h_out = [o for _, o in seen], out.last_hidden_state

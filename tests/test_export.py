@@ -41,7 +41,7 @@ def exported(tmp_path_factory):
 def ort_run(path, pixels, extra=()):
     from pathlib import Path
 
-    from saint_export.verify.backends import ort_session
+    from saint_export.runtimes.onnxruntime import ort_session
 
     s = ort_session(Path(path), "cpu", tuple(extra))
     return s.run(["logits", *extra], {"pixels": pixels.numpy()})

@@ -3,6 +3,7 @@ count after every layer and outputs within 1e-5, pruned and unpruned (random ViT
 DINOv2-S/14 shaped models, 3 layers; inputs = scikit-image photos + generated images)."""
 
 import pytest
+from helpers import hf_layer_tokens
 import timm
 import torch
 
@@ -86,7 +87,7 @@ def run_hf(hf, pixels, spec, out):
         with torch.no_grad():
             return out(hf, pixels), None
     hfpatch.apply_patch(hf, build_schedule(spec, DEPTH))
-    seen, result = hfpatch.trace_tokens(hf, pixels)
+    seen, result = hf_layer_tokens(hf, pixels)
     hfpatch.remove_patch(hf)
     return out(hf, pixels, result), [o for _, o in seen]
 

@@ -62,11 +62,10 @@ OPTIONAL = ("tensorrt", "transformers", "openvino")  # heavy optional dependenci
 def needs_optional(module: str) -> bool:
     """The module imports an optional dependency at its top, itself or through one of ours: such a
     module is imported where it is used, so the package imports without the dependency."""
-    tree = ast.parse(MODULES[module].read_text())
-    heavy = [a.name for n in tree.body if isinstance(n, (ast.Import, ast.Try)) for s in ([n] if isinstance(n, ast.Import) else n.body)
-             if isinstance(s, ast.Import) for a in s.names]
-    heavy += [s.module or "" for n in tree.body for s in ([n] if isinstance(n, ast.ImportFrom) else getattr(n, "body", []))
-              if isinstance(s, ast.ImportFrom) and not s.level]
+    body = ast.parse(MODULES[module].read_text()).body
+    body += [s for n in body if isinstance(n, (ast.If, ast.Try)) for s in n.body]
+    heavy = [a.name for n in body if isinstance(n, ast.Import) for a in n.names]
+    heavy += [n.module or "" for n in body if isinstance(n, ast.ImportFrom) and not n.level]
     return any(h.split(".")[0] in OPTIONAL for h in heavy) or any(
         needs_optional(t) for t, _, top in own_imports(MODULES[module]) if top and t in MODULES)
 

@@ -17,7 +17,7 @@ from saint_export.reference.patch import transformers as hfpatch  # noqa: E402
 from saint_export.reference.rule import saint_drop  # noqa: E402
 from saint_export.reference.schedule import build_schedule  # noqa: E402
 
-from helpers import redundant_batch  # noqa: E402
+from helpers import hf_layer_tokens, redundant_batch  # noqa: E402
 
 T = transformers
 SMALL = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, image_size=224, patch_size=16)
@@ -122,7 +122,7 @@ def test_pruning_off_equals_stock_bit_for_bit(pixels, name):
     with patch.pruning(model, False):
         off = outputs(model(pixel_values=pixels))
     assert off.keys() == ref.keys() and all(torch.equal(off[k], ref[k]) for k in ref)
-    seen, _ = hfpatch.trace_tokens(model, pixels)  # pruning is back on after the context manager
+    seen, _ = hf_layer_tokens(model, pixels)  # pruning is back on after the context manager
     assert seen[-1][1] < seen[0][0]
     # a pruning layer whose rule drops nothing runs the same arithmetic as the stock layer
     hfpatch.apply_patch(model, build_schedule({"layers": "all", "fixed_r": 0}, 4))
@@ -145,7 +145,7 @@ def test_token_counts_and_outputs_match_rule_by_hand(pixels, name, spec):
     stock = copy.deepcopy(model)
     schedule = build_schedule(spec, 4)
     hfpatch.apply_patch(model, schedule)
-    seen, out = hfpatch.trace_tokens(model, pixels)
+    seen, out = hf_layer_tokens(model, pixels)
     got = outputs(out)
     protected = PROTECTED[name]
     ref, counts, kept = reference(stock, hfpatch.saint_layers(stock), pixels, schedule.as_dict(), protected)
@@ -251,7 +251,10 @@ def test_export_tiny_hf_vit_to_onnx_with_parity(tmp_path, pixels):
 
 def test_build_hf_model_from_a_local_folder_and_offline_hub_id(tmp_path, pixels):
     from saint_export.errors import InputError, MissingDependencyError
-    from saint_export.models.hf import build_hf_model
+    from saint_export.models.hf import build_hf, hf_config_for
+
+    def build_hf_model(path_or_id, overrides=None):
+        return build_hf(hf_config_for(str(path_or_id)), "pretrained", overrides=overrides)
 
     stock = build("vit")
     stock.save_pretrained(tmp_path / "vit")
@@ -260,7 +263,7 @@ def test_build_hf_model_from_a_local_folder_and_offline_hub_id(tmp_path, pixels)
     with torch.no_grad():
         with patch.pruning(built.module, False):
             assert torch.equal(built.module(pixels), stock(pixel_values=pixels).logits)
-        seen, logits = hfpatch.trace_tokens(built.module, pixels)
+        seen, logits = hf_layer_tokens(built.module, pixels)
     assert logits.shape == (len(pixels), 10) and seen[-1][1] < 197
     with pytest.raises(MissingDependencyError, match="offline") as info:
         build_hf_model("no-such-org/no-such-model-saint-test")

@@ -24,7 +24,7 @@ from saint_export.reference import patch
 from saint_export.reference.ops import recording
 from saint_export.reference.rule import PAD_INDEX, saint_drop, saint_drop_per_sample
 from saint_export.reference.schedule import build_schedule, overrides_from_rows
-from saint_export.verify.backends import ort_session
+from saint_export.runtimes.onnxruntime import ort_session
 from saint_export.verify.invariance import batch_vs_alone
 from saint_export.verify.validate import validate_onnx
 

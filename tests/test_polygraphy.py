@@ -121,7 +121,8 @@ def test_polygraphy_run_prunes_like_our_onnxruntime_runner(exported, saved):
     validate's, and every output equals our onnxruntime runner's, kept_index exactly."""
     import numpy as np
 
-    from saint_export.verify.runners import compare, function_runner, ort_runner
+    from saint_export.runtimes.onnxruntime import ort_runner
+    from saint_export.verify.runners import compare, function_runner
 
     folder, _ = exported
     data, report = saved

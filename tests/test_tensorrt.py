@@ -24,7 +24,7 @@ def plugin_lib():
 
 
 def test_one_plugin_network_matches_reference(plugin_lib):
-    from saint_export.tensorrt.engine import run_single_plugin
+    from trt_single_plugin import run_single_plugin
 
     from helpers import one_plugin_case
 

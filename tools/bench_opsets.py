@@ -28,7 +28,7 @@ def main() -> int:
     from saint_export.export.pipeline import onnx_models_from_torch
     from saint_export.inputs import gather_inputs
     from saint_export.models.build import build_named
-    from saint_export.verify.backends import ort_session
+    from saint_export.runtimes.onnxruntime import ort_session
 
     built = build_named(args.model, checkpoint=args.checkpoint, overrides={"threshold": args.threshold})
     opsets = [int(v) for v in args.opsets.split(",")]

@@ -45,7 +45,7 @@ def main() -> int:
     from saint_export.inputs import gather_inputs
     from saint_export.models.build import build_named
     from saint_export.reference.patch import pruning
-    from saint_export.verify.backends import ort_session
+    from saint_export.runtimes.onnxruntime import ort_session
     from saint_export.verify.compare import agreement, describe_agreement
     from saint_export.verify.invariance import batch_vs_alone
 

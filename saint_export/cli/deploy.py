@@ -1,19 +1,11 @@
-"""``triton``."""
+"""``triton``: arguments parsed into the API's options, one API call, its report printed."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ..errors import ConfigError
-from ..tensorrt.sidecar import read_sidecar
-from ..tensorrt.triton import (
-    backend_config,
-    triton_repository_from_engine,
-    triton_repository_from_onnx,
-)
-from .options import force_option, reports_errors
+from .. import api
+from .options import echo_report, force_option, reports_errors
 
 
 @click.command("triton")
@@ -27,7 +19,7 @@ from .options import force_option, reports_errors
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True, help="GPU instances.")
 @force_option
 @reports_errors
-def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
+def triton_cmd(*, model, repo, name, plugin, max_batch, instances, force) -> None:
     """Write a Triton model repository for MODEL: an engine (.plan, built by saint-export --engine;
     TensorRT backend with the plugin) or a portable ONNX model (.onnx; onnxruntime backend, no plugin).
 
@@ -36,18 +28,7 @@ def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
     would change their answers.
     """
 
-    if model.endswith(".onnx"):
-        if plugin:
-            raise ConfigError("--plugin: the portable ONNX carries SaintTokenDrop's function body and needs no plugin")
-        target = triton_repository_from_onnx(Path(model), Path(repo), name, max_batch or 8, instances, force)
-        click.echo(f"Triton model: {target} (onnxruntime backend; config.pbtxt validated with Triton's ModelConfig)")
-        click.echo(f"run: tritonserver --model-repository={Path(repo).resolve()}")
-        return
-    target = triton_repository_from_engine(Path(model), Path(repo), name, Path(plugin) if plugin else None,
-                                           max_batch, instances, force)
-    click.echo(f"Triton model: {target} (config.pbtxt validated with Triton's ModelConfig)")
-    flags = backend_config(read_sidecar(Path(model)), str(Path(target).resolve()))
-    click.echo(f"run: tritonserver --model-repository={Path(repo).resolve()} {' '.join(flags)}".rstrip())
+    echo_report(api.triton_repository(model, api.TritonOptions(repo, name, plugin, max_batch, instances, force)))
 
 
 COMMANDS = [triton_cmd]

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from ..export.pipeline import output_folder
-from ..inputs import gather_inputs
-from ..io import check_writable
+from .. import api
 from ..models.registry import list_models
-from ..verify.inspect import inspect_model, write_inspect_outputs
-from .options import build_from_options, model_options, out_option, reports_errors
+from .options import echo_report, model_options, model_spec, out_option, reports_errors
 
 
 @click.command("list")
 @click.argument("pattern", default="*")
 @reports_errors
-def list_cmd(pattern: str) -> None:
+def list_cmd(*, pattern: str) -> None:
     """List model aliases and variants matching PATTERN (shell wildcards)."""
 
     found = list_models(pattern)
@@ -41,23 +37,15 @@ def list_cmd(pattern: str) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="JSON report [default: OUT/inspect.json].")
 @click.option("--force", is_flag=True, help="Replace files that saint-export did not write.")
 @reports_errors
-def inspect_cmd(images, image_dir, synthetic, photos, out, plot, json_path, force, **opts) -> None:
+def inspect_cmd(*, images, image_dir, synthetic, photos, out, plot, json_path, force, **opts) -> None:
     """Tokens per layer, r per pruning layer and FLOPs, dense vs SAINT, on one batch.
 
     With no input option, the scikit-image photos plus generated images are used.
     All inputs run as one batch (SAINT's r is the batch mean of the per-image votes).
     """
 
-    out_dir = output_folder(opts["model_name"], out)
-    plot, json_path = Path(plot or out_dir / "tokens.png"), Path(json_path or out_dir / "inspect.json")
-    for path in (plot, json_path):
-        check_writable(path, force)
-    built = build_from_options(opts)
-    pixels, names = gather_inputs(built.config, images, image_dir, 8 if synthetic else 0, photos)
-    report = inspect_model(built, pixels, names)
-    click.echo(report.table())
-    write_inspect_outputs(report, plot, json_path, force)
-    click.echo(f"plot: {plot}\nreport: {json_path}")
+    echo_report(api.inspect(model_spec(opts), images, image_dir, synthetic=synthetic, photos=photos, out=out, plot=plot,
+                            json=json_path, force=force))
 
 
 COMMANDS = [list_cmd, inspect_cmd]

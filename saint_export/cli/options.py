@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from ..errors import EXIT_CODES, ConfigError, InputError, SaintExportError
-from ..models.build import build_named
+from ..api.options import SCHEDULE_FIELDS, ModelSpec
 from ..verify.compare import parse_tolerances
 
 INTERNAL_ERROR = 8
@@ -113,13 +113,16 @@ out_option = click.option("--out", type=click.Path(file_okay=False), default=Non
 quiet_option = click.option("--quiet", is_flag=True, help="No progress lines.")
 
 
-def schedule_overrides(opts: dict[str, Any]) -> dict[str, Any]:
-    return {name: opts.get(name) for name in ("layers", "threshold", "k", "gamma", "fixed_r", "vote")}
+def model_spec(opts: dict[str, Any], llava: dict[str, Any] | None = None) -> ModelSpec:
+    """The model options of a command (``model_options``) as the API's ModelSpec."""
+    return ModelSpec(opts["model_name"], weights=opts.get("weights"), checkpoint=opts.get("checkpoint"), seed=opts.get("seed", 0),
+                     **{name: opts.get(name) for name in SCHEDULE_FIELDS}, llava=llava or {})
 
 
-def build_from_options(opts: dict[str, Any]):
-    return build_named(opts["model_name"], weights=opts.get("weights"), checkpoint=opts.get("checkpoint"),
-                       overrides=schedule_overrides(opts), seed=opts.get("seed", 0))
+def echo_report(report) -> None:
+    """Print a job's report and exit with its code."""
+    click.echo(report.table())
+    sys.exit(report.exit_code)
 
 
 def parse_batches(text: str, flag: str = "--batch") -> list[int]:

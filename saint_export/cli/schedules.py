@@ -1,41 +1,12 @@
-"""``calibrate`` and ``tune``."""
+"""``calibrate`` and ``tune``: arguments parsed into the API's options, one API call, its report printed."""
 
 from __future__ import annotations
 
 import click
 
+from .. import api
 from ..errors import ConfigError
-from ..export.pipeline import output_folder, output_stem
-from ..inputs import gather_inputs
-from ..io import check_writable
-from ..schedules.calibrate import calibrate, write_calibration
-from ..schedules.tune import tune, write_tuning
-from .options import (
-    Progress,
-    build_from_options,
-    force_option,
-    images_option,
-    model_options,
-    out_option,
-    reports_errors,
-)
-
-
-def _search(opts, image_dir, out, force, names: tuple[str, str], search, write) -> None:
-    """Check the three outputs (OUT/<alias>_<suffix>.yaml, OUT/<stem>.json, .png), build the model, run
-    ``search(built, pixels) -> (report, schedule overrides)``, print the report, write the files."""
-
-    folder = output_folder(opts["model_name"], out)
-    suffix, stem = names
-    paths = [folder / f"{output_stem(folder.name)}_{suffix}.yaml", folder / f"{stem}.json", folder / f"{stem}.png"]
-    for path in paths:
-        check_writable(path, force)
-    built = build_from_options(opts)
-    pixels, _ = gather_inputs(built.config, image_dir=image_dir)
-    report, overrides = search(built, pixels)
-    click.echo(report.table())
-    write(*paths, built, report, overrides, force)
-    click.echo(f"config: {paths[0]}\nreport: {paths[1]}\nplot: {paths[2]}")
+from .options import Progress, echo_report, force_option, images_option, model_options, model_spec, out_option, reports_errors
 
 
 @click.command("calibrate")
@@ -47,7 +18,7 @@ def _search(opts, image_dir, out, force, names: tuple[str, str], search, write) 
 @out_option
 @force_option
 @reports_errors
-def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
+def calibrate_cmd(*, image_dir, batch, percentile, out, force, **opts) -> None:
     """Freeze MODEL's dynamic schedule into static per-layer counts (fixed_r), measured on your images.
 
     Writes OUT/<alias>_calibrated.yaml (a config every command accepts as MODEL; its exports have
@@ -55,8 +26,8 @@ def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
     calibrated static side by side: tokens per layer, FLOP ratio and fidelity against dense.
     """
 
-    _search(opts, image_dir, out, force, ("calibrated", "calibration"),
-            lambda built, pixels: calibrate(built, pixels, batch, percentile, Progress()), write_calibration)
+    options = api.SearchOptions(image_dir, out, force, batch=batch, percentile=percentile)
+    echo_report(api.calibrate(model_spec(opts), options, Progress()))
 
 
 @click.command("tune")
@@ -70,7 +41,7 @@ def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
 @out_option
 @force_option
 @reports_errors
-def tune_cmd(image_dir, target_flops, target_speedup, holdout_every, out, force, **opts) -> None:
+def tune_cmd(*, image_dir, target_flops, target_speedup, holdout_every, out, force, **opts) -> None:
     """Search tau (one global value, then per layer) for the best fidelity to dense at a FLOP target.
 
     Prune which layers with --layers. Writes OUT/<alias>_tuned.yaml (a config every command accepts),
@@ -80,9 +51,8 @@ def tune_cmd(image_dir, target_flops, target_speedup, holdout_every, out, force,
 
     if (target_flops is None) == (target_speedup is None):
         raise ConfigError("give exactly one of --target-flops and --target-speedup")
-    _search(opts, image_dir, out, force, ("tuned", "tune"),
-            lambda built, pixels: tune(built, pixels, target_flops or target_speedup, holdout_every, progress=Progress()),
-            write_tuning)
+    options = api.SearchOptions(image_dir, out, force, target_flops=target_flops or target_speedup, holdout_every=holdout_every)
+    echo_report(api.tune(model_spec(opts), options, Progress()))
 
 
 COMMANDS = [calibrate_cmd, tune_cmd]

@@ -1,31 +1,23 @@
-"""``check`` and ``bench``."""
+"""``check`` and ``bench``: arguments parsed into the API's options, one API call, its report printed."""
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .. import bench
-from ..errors import ConfigError, MissingDependencyError
-from ..export.pipeline import output_folder
-from ..io import check_writable, write_json
-from ..models.registry import resolve
-from ..plots import plot_throughput
-from ..tensorrt.engine import require_tensorrt
-from ..verify.check import as_json, comparison_table, run_check
-from ..verify.compare import check_tolerance_names, parse_tolerances
-from .llava import bench_llava_cmd, llava_options, refuse_llava_options
+from .. import api
+from ..runtimes import registry
+from .llava import llava_options, llava_overrides
 from .options import (
     Progress,
     artifact_model_options,
     batch_option,
-    build_from_options,
     device_option,
+    echo_report,
     force_option,
     images_option,
     json_option,
     model_options,
+    model_spec,
     out_option,
     parse_batches,
     reports_errors,
@@ -40,39 +32,29 @@ from .options import (
 @click.option("--dataset", type=click.Path(file_okay=False), default=None, help="ImageFolder-style folder: accuracy per backend.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many dataset images.")
 @click.option("--tol", "tol", multiple=True, metavar="logits=ATOL[:RTOL]", help="logits tolerance (default 1e-4:1e-4).")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(registry.names()),
+              help="Runtimes to compare (repeatable) [default: onnxruntime; for a .plan, tensorrt].")
 @device_option
 @json_option
 @force_option
 @reports_errors
-def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset, limit, tol, device, json_path, force) -> None:
-    """Compare PyTorch (dense and SAINT), onnxruntime and TensorRT on the same images.
+def check_cmd(*, target, model_name, weights, checkpoint, image_dir, batch, dataset, limit, tol, backends, device, json_path,
+              force) -> None:
+    """Compare PyTorch (dense and SAINT) and runtimes (onnxruntime, OpenVINO, TensorRT) on the same images.
 
     TARGET is a model name (exported to a temporary ONNX first), a portable .onnx, or a .plan
     engine (needs TensorRT). Prints every comparison, then PASS or FAIL (exit 0 or 1).
     With --dataset, also top-1 accuracy of each backend (labels = sorted subfolder names).
     """
 
-    if json_path:
-        check_writable(json_path, force)
-    tolerances = parse_tolerances(tol)
-    check_tolerance_names(tolerances, ["logits"])  # check compares the logits of every backend
-    tolerance = tolerances.get("logits", (1e-4, 1e-4))
-    result, report = run_check(target, model_name, checkpoint, weights, image_dir, batch, dataset, limit, tolerance, device,
-                               Progress())
-    click.echo(comparison_table(result))
-    if report:
-        click.echo(report.table())
-    click.echo("PASS" if result["passed"] else "FAIL: outputs outside tolerance (see the table)")
-    if json_path:
-        write_json(json_path, as_json(result, report), force)
-        click.echo(f"report: {json_path}")
-    sys.exit(0 if result["passed"] else 1)
+    options = api.CheckOptions(image_dir, batch, dataset, limit, tol, backends, device, json_path, force)
+    echo_report(api.check(target, api.ArtifactSpec(model_name, weights, checkpoint), options, Progress()))
 
 
 @click.command("bench")
 @model_options
-@click.option("--backend", "backends", multiple=True, type=click.Choice(["ort", "torch", "trt"]), default=("ort", "torch"),
-              show_default=True, help="Backends to time (repeatable).")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", *registry.short_names()]), default=("ort", "torch"),
+              show_default=True, help="Backends to time (repeatable): torch, or a runtime.")
 @click.option("--batch", "batch_text", default=None, help="Comma-separated batch sizes [default: 1,8,32; LLaVA: 2].")
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Timed rounds per batch size (at least).")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
@@ -84,7 +66,7 @@ def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset
 @out_option
 @force_option
 @reports_errors
-def bench_cmd(backends, batch_text, iters, warmup, min_seconds, new_tokens, image_dir, device, out, force, **opts) -> None:
+def bench_cmd(*, backends, batch_text, iters, warmup, min_seconds, new_tokens, image_dir, device, out, force, **opts) -> None:
     """Dense vs SAINT throughput (images/s, latency percentiles) with the FLOP ratio beside it.
 
     All models of one batch size run round-robin, so machine noise hits them alike; speedups
@@ -92,32 +74,10 @@ def bench_cmd(backends, batch_text, iters, warmup, min_seconds, new_tokens, imag
     latency, image tokens per layer and decode speed of dense and each SAINT mode (--iters
     prefill rounds, default 10), on the CPU.
     """
-
-    if resolve(opts["model_name"]).is_llava:
-        if device != "cpu" or tuple(backends) != ("ort", "torch"):
-            raise ConfigError("a LLaVA bench times PyTorch on the CPU; --device and --backend are for vision transformers")
-        return bench_llava_cmd(opts, batch_text, iters, image_dir, out, force, new_tokens)
-
-    refuse_llava_options(opts)
-
-    batches = parse_batches(batch_text or "1,8,32")
-    if "trt" in backends:
-        require_tensorrt(onnx_written=False)
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise MissingDependencyError("--device cuda: no CUDA GPU is visible to PyTorch")
-    out_dir = output_folder(opts["model_name"], out)
-    json_path, png_path = check_writable(out_dir / "bench.json", force), check_writable(out_dir / "bench.png", force)
-    built = build_from_options(opts)
-    rows, times, ratios, tokens = bench.run_bench(built, backends, batches, image_dir, device, warmup, iters, min_seconds, Progress())
-    summary = bench.summarize(rows, times, ratios)
-    click.echo(bench.summary_table(summary, times))
-    write_json(json_path, bench.report_json(built.config.alias, rows, summary, {"tokens_after_each_block": tokens,
-                                                                                  "schedule": built.schedule.to_json()}), force)
-    plot_throughput(png_path, f"{built.config.alias}: dense vs SAINT", batches, bench.throughput_series(rows, batches), force)
-    click.echo(f"report: {json_path}\nplot: {png_path}")
+    model = model_spec(opts, llava_overrides(opts))
+    options = api.BenchOptions(backends, tuple(parse_batches(batch_text)) if batch_text else None, iters, warmup, min_seconds,
+                               new_tokens, image_dir, device, out, force)
+    echo_report(api.bench(model, options, Progress()))
 
 
 COMMANDS = [check_cmd, bench_cmd]

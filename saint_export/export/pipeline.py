@@ -18,7 +18,6 @@ from ..errors import ConfigError, StageError
 from ..io import check_writable, made_by_saint_export
 from ..models.build import BuiltModel
 from ..models.record import META_PREFIX
-from ..models.registry import resolve
 from . import passes
 from .fp16 import ConvertFloat16
 from .trace import onnx_from_torch
@@ -68,28 +67,6 @@ def _save(ir_model: ir.Model, path: Path, external: bool) -> list[Path]:
 def check_targets(paths: list[Path], force: bool) -> None:
     for path in paths:
         check_writable(path, force)
-
-
-def output_folder(model_name: str, out: str | Path | None = None) -> Path:
-    """``out``, or ``out/<alias>``: the tool's own folder for a model's files."""
-
-    return Path(out) if out else Path("out") / output_stem(resolve(model_name).alias)
-
-
-def output_stem(alias: str) -> str:
-    """An alias as a file or folder name."""
-    return alias.replace("/", "_")
-
-
-def artifact_paths(model_name: str, out: str | Path | None = None, portable: str | Path | None = None,
-                   tensorrt: str | Path | None = None, force: bool = False, suffix: str = "") -> tuple[Path, Path]:
-    """Default paths ``OUT/<alias><suffix>.onnx`` and ``.trt.onnx`` beside it; both checked writable up front."""
-
-    stem = output_stem(resolve(model_name).alias) + suffix
-    portable_path = Path(portable) if portable else output_folder(model_name, out) / f"{stem}.onnx"
-    tensorrt_path = Path(tensorrt) if tensorrt else portable_path.with_name(portable_path.name.removesuffix(".onnx") + ".trt.onnx")
-    check_targets([portable_path, tensorrt_path], force)
-    return portable_path, tensorrt_path
 
 
 def onnx_models_from_torch(

@@ -20,7 +20,7 @@ from typing import Callable
 import onnx_ir as ir
 
 from ..errors import InputError
-from ..models.llava import BuiltVision
+from ..models.llava import BuiltVision, build_vision
 from ..models.record import META_PREFIX, ModelRecord, config_json
 from ..onnx_file import read_proto
 from ..version import __version__
@@ -80,7 +80,6 @@ def vision_from_onnx(path: Path, model_name: str | None = None, checkpoint: str 
                      weights: str | None = None) -> BuiltVision:
     """The PyTorch encoder an exported vision ONNX came from: same config (or ``model_name``'s),
     weights and SAINT settings."""
-    from ..models.llava import build_vision
 
     props = {p.key: p.value for p in read_proto(Path(path)).metadata_props}
     record = ModelRecord.from_metadata(props, str(path))

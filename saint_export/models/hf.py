@@ -130,10 +130,4 @@ def build_hf(cfg: ModelConfig, weights: str, checkpoint: str | Path | None = Non
     return BuiltModel(cfg, wrapped, schedule, wrapped._saint_protected, source)
 
 
-def build_hf_model(path_or_id: str | Path, overrides: Mapping[str, Any] | None = None, alias: str | None = None,
-                   output: str | None = None) -> BuiltModel:
-    """:func:`build_hf` with the weights at ``path_or_id`` (a save_pretrained folder or a hub id)."""
-    return build_hf(hf_config_for(str(path_or_id), alias), "pretrained", overrides=overrides, output=output)
-
-
-__all__ = ["build_hf", "build_hf_model", "hf_config_for"]
+__all__ = ["build_hf", "hf_config_for"]

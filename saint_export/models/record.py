@@ -62,9 +62,6 @@ class ModelRecord:
         return cls(config_json(built.config), built.weights, built.schedule.to_json() if pruned else [],
                    built.protected, precision, __version__)
 
-    def with_precision(self, precision: str) -> "ModelRecord":
-        return ModelRecord(self.config, self.weights, self.schedule, self.protected, precision, self.version)
-
     # -- ONNX metadata_props -------------------------------------------------------------------
     def to_metadata(self) -> dict[str, str]:
         return {META_PREFIX + key: value for key, value in {

@@ -1,7 +1,7 @@
 """TensorRT through Polygraphy's loaders and runners: ``engine_loaders`` (what we hand Polygraphy
 to build an engine from the TensorRT-lowered ONNX), ``engine_from_onnx`` (build, save atomically,
 write the sidecar), ``engine_runner`` (Polygraphy's ``TrtRunner`` over a saved plan, with the
-plugin loaded), and ``run_single_plugin`` (a one-plugin network, for testing the plugin).
+plugin loaded).
 
 Polygraphy imports TensorRT only when a loader runs, so every loader can be built and inspected
 on a machine without TensorRT; running one needs TensorRT and a CUDA GPU, and
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from ..errors import (
     ConfigError,
@@ -38,7 +37,6 @@ from ..onnx_file import graph_io, read_proto
 from ..polygraphy_log import quiet_polygraphy
 from .plugins import (
     LoadPluginLibraries,
-    load_plugin_library,
     plugin_library_path,
     require_plugin_library,
     tensorrt_major,
@@ -241,7 +239,7 @@ def _is_float16(onnx_path: Path) -> bool:
     return any(t.data_type == 10 for t in read_proto(Path(onnx_path)).graph.initializer)  # onnx.TensorProto.FLOAT16
 
 
-def engine_runner(plan: Path, plugin_library: Path | None = None):
+def engine_runner(plan: Path, plugin_library: Path | None = None, name: str | None = None):
     """Polygraphy's TrtRunner over a saved engine (it attaches an output allocator for data-dependent
     shapes, and allows host code for version-compatible engines). The plugin library is loaded through
     the registry first unless the sidecar says it is serialized into the engine (TensorRT loads that
@@ -261,7 +259,7 @@ def engine_runner(plan: Path, plugin_library: Path | None = None):
         if plugin is not None and lib is None:
             raise MissingDependencyError(f"{plan} needs the SaintTokenDrop plugin: build plugins/ or set $SAINT_PLUGIN_LIB")
     engine = poly.EngineFromBytes(BytesFromPath(str(plan)))
-    return poly.TrtRunner(LoadPluginLibraries([str(lib)] if lib else [], engine), name=plan.stem)
+    return poly.TrtRunner(LoadPluginLibraries([str(lib)] if lib else [], engine), name=name or plan.stem)
 
 
 def activate(runner, plan: Path):
@@ -272,44 +270,3 @@ def activate(runner, plan: Path):
         raise StageError("engine", f"TensorRT could not load the engine {plan}: {str(exc).strip()[:300]} "
                                    "(a plan runs on the TensorRT version that built it unless built --version-compatible)") from None
     return runner
-
-
-def single_plugin_network(shapes: dict[str, tuple[int, ...]], fields: dict[str, tuple[Any, str]]) -> Callable[[], Any]:
-    """A callable giving (builder, network) with one SaintTokenDrop layer over float32 inputs
-    ``tokens``/``metric`` of ``shapes``; ``fields``: name -> (value, "float" | "int")."""
-    def network():
-        import tensorrt as trt
-
-        builder, net = polygraphy_trt().CreateNetwork()()
-        creator = trt.get_plugin_registry().get_creator("SaintTokenDrop", "1", "saint")
-        if creator is None:
-            raise MissingDependencyError("the SaintTokenDrop creator is not registered: load libsaint_plugins.so first")
-        collection = trt.PluginFieldCollection([
-            trt.PluginField(name, np.array([value], np.float32 if kind == "float" else np.int32),
-                            trt.PluginFieldType.FLOAT32 if kind == "float" else trt.PluginFieldType.INT32)
-            for name, (value, kind) in fields.items()])
-        plugin = creator.create_plugin("saint_token_drop", collection, trt.TensorRTPhase.BUILD)
-        if plugin is None:
-            raise StageError("engine", f"the SaintTokenDrop creator refused the fields {sorted(fields)}")
-        inputs = [net.add_input(name, trt.float32, shape) for name, shape in shapes.items()]
-        layer = net.add_plugin_v3(inputs, [], plugin)
-        for i, name in enumerate(("tokens_out", "kept_index")):
-            layer.get_output(i).name = name
-            net.mark_output(layer.get_output(i))
-        return builder, net
-    return network
-
-
-def run_single_plugin(tokens, metric, threshold: float, k: int, gamma: float, protected: int, fixed_r: int):
-    """Build a one-plugin network with Polygraphy, run it with its TrtRunner: (tokens_out, kept_index) as torch tensors."""
-    import torch
-
-    require_tensorrt()
-    load_plugin_library(require_plugin_library())
-    poly = polygraphy_trt()
-    fields = {"threshold": (threshold, "float"), "k": (k, "int"), "gamma": (gamma, "float"),
-              "protected": (protected, "int"), "fixed_r": (fixed_r, "int")}
-    network = single_plugin_network({"tokens": tuple(tokens.shape), "metric": tuple(metric.shape)}, fields)
-    with poly.TrtRunner(poly.EngineFromNetwork(network)) as runner:
-        out = runner.infer({"tokens": tokens.float().numpy(), "metric": metric.float().numpy()})
-    return torch.as_tensor(np.asarray(out["tokens_out"])), torch.as_tensor(np.asarray(out["kept_index"]))

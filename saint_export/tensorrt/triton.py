@@ -26,7 +26,7 @@ from ..export.pipeline import data_path
 from ..io import ensure_writable_dir, made_by_saint_export
 from ..models.record import ModelRecord
 from ..onnx_file import graph_io, read_proto
-from ..verify.backends import require_portable
+from ..runtimes.onnxruntime import require_portable
 from .plugins import ONLOAD_LIB, PLUGIN_LIB, onload_library, plugin_library_path
 from .sidecar import read_sidecar
 

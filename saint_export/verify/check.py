@@ -4,6 +4,8 @@ measure top-1 accuracy on an ImageFolder dataset (torchvision; labels = sorted s
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -92,20 +94,19 @@ def comparison_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_check(target: str, model_name: str | None = None, checkpoint: str | None = None, weights: str | None = None,
+def run_check(target: str, *, model_name: str | None = None, checkpoint: str | None = None, weights: str | None = None,
               image_dir: str | None = None, batch: int = 8, dataset: str | None = None, limit: int | None = None,
-              tolerance: tuple[float, float] = (1e-4, 1e-4), device: str = "cpu",
+              tolerance: tuple[float, float] = (1e-4, 1e-4), device: str = "cpu", backends: tuple[str, ...] = (),
               progress: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], DatasetReport | None]:
     """Build every backend for ``target``, compare them on the images, optionally measure dataset accuracy."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="saint-check.") as tmp:
-        built, backends = backends_for_target(target, Path(tmp), model_name, checkpoint, weights, device, progress)
+    with tempfile.TemporaryDirectory(prefix="saint-check.") as tmp, ExitStack() as stack:
+        built, fns = backends_for_target(target, Path(tmp), model_name=model_name, checkpoint=checkpoint, weights=weights,
+                                         device=device, backends=backends, stack=stack, progress=progress)
         pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
-        progress(f"running {', '.join(backends)} on {len(names)} images")
-        result = compare_backends(pixels, backends, *tolerance, classifier=built.classifier)
+        progress(f"running {', '.join(fns)} on {len(names)} images")
+        result = compare_backends(pixels, fns, *tolerance, classifier=built.classifier)
         result = {"target": target, "inputs": names, **result}
-        report = dataset_accuracy(dataset, built, backends, batch=batch, limit=limit) if dataset else None
+        report = dataset_accuracy(dataset, built, fns, batch=batch, limit=limit) if dataset else None
     return result, report
 
 

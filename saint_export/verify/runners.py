@@ -17,7 +17,6 @@ import numpy as np
 
 from ..io import ensure_writable_dir, made_by_saint_export, write_json, write_with
 from ..polygraphy_log import quiet_polygraphy
-from .backends import ort_session
 from .compare import OutputCheck
 
 
@@ -53,15 +52,6 @@ def function_runner(name: str, fn: Callable[[dict[str, np.ndarray]], dict[str, n
             return out
 
     return FunctionRunner(name=name)
-
-
-def ort_runner(path: Path, device: str = "cpu", extra_outputs: tuple[str, ...] = (), name: str = "onnxruntime"):
-    """Polygraphy's OnnxrtRunner over :func:`ort_session` (the device's providers, ``extra_outputs`` exposed)."""
-    polygraphy()
-    from polygraphy.backend.onnxrt import OnnxrtRunner
-
-    session = ort_session(Path(path), device, tuple(extra_outputs))
-    return OnnxrtRunner(session, name=name)
 
 
 def compare(runners: list, feed: dict[str, np.ndarray], tolerances: dict[str, tuple[float, float]],

@@ -23,8 +23,8 @@ from ..models.record import META_PREFIX
 from ..onnx_file import read_proto
 from ..reference.ops import recording
 from ..reference.patch import pruning
+from ..runtimes import registry
 from .analysis import dense_tokens, trace_tokens, vit_flops
-from .backends import ort_session, providers
 from .compare import (
     DEFAULT_TOLERANCES,
     FP16_TOLERANCES,
@@ -37,7 +37,7 @@ from .compare import (
     parse_tolerances,
 )
 from .invariance import FP16_INVARIANCE, TOLERANCE, batch_vs_alone
-from .runners import compare, function_runner, ort_runner, save_for_polygraphy
+from .runners import compare, function_runner, save_for_polygraphy
 
 
 @dataclass
@@ -77,10 +77,12 @@ def drop_output_names(proto) -> list[str]:
 
 @torch.no_grad()
 def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor, names: list[str],
-                  tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu") -> ValidationReport:
+                  tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu",
+                  backend: str = "onnxruntime") -> ValidationReport:
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"ONNX model {onnx_path} does not exist")
+    runtime = registry.get(backend, device)
     proto = read_proto(onnx_path)
     fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in proto.metadata_props)
     tol = {**(FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES), **(tolerances or {})}
@@ -101,19 +103,19 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
 
     shape = tuple(pixels.shape[1:])
     runners = [function_runner("torch SAINT", torch_saint, shape), function_runner("torch dense", torch_dense, shape),
-               ort_runner(onnx_path, device, tuple(kept_names))]
+               runtime.runner(onnx_path, device, tuple(kept_names), runtime.name)]
     # kept_index must be identical in fp32; in fp16 its differences are reported, not failed (shapes still must match)
     index_tol = (float("inf"), 0.0) if fp16 else (0.0, 0.0)
     outputs, found = compare(runners, {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT", skip=("torch dense",))
-    ort = runners[-1]
-    ref, dense, got, drops = outputs["torch SAINT"]["logits"], outputs["torch dense"]["logits"], outputs[ort.name], traced["drops"]
+    ours = runners[-1]
+    ref, dense, got, drops = outputs["torch SAINT"]["logits"], outputs["torch dense"]["logits"], outputs[ours.name], traced["drops"]
     flop_ratio = vit_flops(module, dense_tokens(module, traced["blocks"][0].tokens_in)) / vit_flops(module, traced["blocks"])
-    checks = [found[ort.name]["logits"]]
+    checks = [found[ours.name]["logits"]]
     failures = []
     if len(kept_names) != len(drops):
         failures.append(f"the ONNX model has {len(kept_names)} SaintTokenDrop nodes, PyTorch ran {len(drops)}")
     for name, (_, kept) in zip(kept_names, drops):
-        check = found[ort.name][name]
+        check = found[ours.name][name]
         checks.append(replace(check, atol=0.0, rtol=0.0, note=check.note or index_note(kept.numpy(), got[name], not fp16)))
     tokens_torch = [int(k.shape[1]) for _, k in drops]
     tokens_onnx = [int(got[name].shape[1]) for name in kept_names]
@@ -122,13 +124,16 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
         failures.append("tokens kept per layer differ")
     invariance = {}
     if built.schedule.batch_invariant() and pixels.shape[0] > 1:
-        session = ort_session(onnx_path, device)
-        invariance = {"torch": batch_vs_alone(lambda x: module(torch.from_numpy(x)).numpy(), pixels.numpy(), ref),
-                      "onnx": batch_vs_alone(lambda x: session.run(["logits"], {"pixels": x})[0], pixels.numpy(), got["logits"])}
+        alone = runtime.activate(runtime.runner(onnx_path, device, (), runtime.name), onnx_path)
+        try:
+            invariance = {"torch": batch_vs_alone(lambda x: module(torch.from_numpy(x)).numpy(), pixels.numpy(), ref),
+                          "onnx": batch_vs_alone(lambda x: alone.infer({"pixels": x})["logits"], pixels.numpy(), got["logits"])}
+        finally:
+            alone.deactivate()
         failures += [f"{k}: a sample in the batch differs from its run alone by {v:.2g}" for k, v in invariance.items()
                      if v > (FP16_INVARIANCE if fp16 else TOLERANCE)]
     return ValidationReport(
-        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=providers(device)[0], batch=int(pixels.shape[0]), inputs=names,
+        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=runtime.describe(device), batch=int(pixels.shape[0]), inputs=names,
         outputs=checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
         onnx_vs_torch_saint=agreement(got["logits"], ref, built.classifier),
         onnx_vs_torch_dense=agreement(got["logits"], dense, built.classifier),
@@ -138,8 +143,8 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
     )
 
 
-def validate_with_inputs(onnx_path: Path, built: BuiltModel, image_dir: str | None = None, batch: int = 8,
-                         tol: tuple[str, ...] = (), device: str = "cpu",
+def validate_with_inputs(onnx_path: Path, built: BuiltModel, *, image_dir: str | None = None, batch: int = 8,
+                         tol: tuple[str, ...] = (), device: str = "cpu", backend: str = "onnxruntime",
                          progress: Callable[[str], None] = lambda s: None, polygraphy_dir: Path | None = None,
                          force: bool = False) -> ValidationReport:
     """:func:`validate_onnx` on ``batch`` images from ``image_dir`` (default: photos + generated images);
@@ -148,7 +153,7 @@ def validate_with_inputs(onnx_path: Path, built: BuiltModel, image_dir: str | No
     tolerances = parse_tolerances(tol)
     pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
     progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
-    report = validate_onnx(onnx_path, built, pixels, names, tolerances, device)
+    report = validate_onnx(onnx_path, built, pixels, names, tolerances, device, backend)
     if polygraphy_dir is not None:
         with torch.no_grad():
             reference = built.module(pixels).numpy()

@@ -18,7 +18,7 @@ from ..models.llava import BuiltVision
 from ..models.record import META_PREFIX
 from ..onnx_file import read_proto
 from ..reference.patch import pruning
-from .backends import providers
+from ..runtimes import registry
 from .compare import (
     DEFAULT_TOLERANCES,
     FP16_TOLERANCES,
@@ -28,7 +28,7 @@ from .compare import (
     output_rows,
     parse_tolerances,
 )
-from .runners import compare, function_runner, ort_runner
+from .runners import compare, function_runner
 
 EMBEDS, KEPT = "image_embeds", "kept_index"
 
@@ -64,10 +64,12 @@ def _pooled_cosine(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 @torch.no_grad()
 def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Tensor, names: list[str],
-                    tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu") -> VisionReport:
+                    tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu",
+                    backend: str = "onnxruntime") -> VisionReport:
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"ONNX model {onnx_path} does not exist")
+    runtime = registry.get(backend, device)
     fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in read_proto(onnx_path).metadata_props)
     base = FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES
     tol = {EMBEDS: base["logits"], **(tolerances or {})}
@@ -84,28 +86,28 @@ def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Ten
 
     shape = tuple(pixels.shape[1:])
     runners = [function_runner("torch SAINT", torch_saint, shape), function_runner("torch dense", torch_dense, shape),
-               ort_runner(onnx_path, device)]
+               runtime.runner(onnx_path, device, (), runtime.name)]
     index_tol = (float("inf"), 0.0) if fp16 else (0.0, 0.0)
     outputs, found = compare(runners, {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT", skip=("torch dense",))
-    ort = runners[-1].name
-    ref, got, dense = outputs["torch SAINT"], outputs[ort], outputs["torch dense"][EMBEDS]
-    kept_check = found[ort][KEPT]
+    ours = runners[-1].name
+    ref, got, dense = outputs["torch SAINT"], outputs[ours], outputs["torch dense"][EMBEDS]
+    kept_check = found[ours][KEPT]
     if kept_check.ref_shape == kept_check.got_shape:
         kept_check = replace(kept_check, atol=0.0, rtol=0.0, note=kept_check.note or index_note(ref[KEPT], got[KEPT], not fp16))
-    checks = [found[ort][EMBEDS], kept_check]
+    checks = [found[ours][EMBEDS], kept_check]
     failures = [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
     return VisionReport(
-        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=providers(device)[0],
+        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=runtime.describe(device),
         batch=int(pixels.shape[0]), inputs=names, outputs=checks, tokens_dense=int(dense.shape[1]),
         tokens_saint=int(got[EMBEDS].shape[1]), layers_run=encoder.used, depth=len(encoder.tower.encoder.layers),
         pooled_cosine=_pooled_cosine(got[EMBEDS], dense), passed=not failures, failures=failures)
 
 
-def validate_vision_with_inputs(onnx_path: Path, built: BuiltVision, image_dir: str | None = None, batch: int = 8,
-                                tol: tuple[str, ...] = (), device: str = "cpu",
+def validate_vision_with_inputs(onnx_path: Path, built: BuiltVision, *, image_dir: str | None = None, batch: int = 8,
+                                tol: tuple[str, ...] = (), device: str = "cpu", backend: str = "onnxruntime",
                                 progress: Callable[[str], None] = lambda s: None) -> VisionReport:
     """:func:`validate_vision` on ``batch`` images from ``image_dir`` (default: photos + generated images)."""
 
     pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
     progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
-    return validate_vision(onnx_path, built, pixels, names, parse_tolerances(tol), device)
+    return validate_vision(onnx_path, built, pixels, names, parse_tolerances(tol), device, backend)

@@ -68,7 +68,7 @@ try:
 except ImportError as exc:  # pragma: no cover - optional dependency
     raise MissingDependencyError("saint_export.reference.patch.transformers needs transformers>=5 (pip install 'saint-export[hf]')") from exc
 
-__all__ = ["apply_patch", "apply", "remove_patch", "remove", "set_pruning", "pruning", "is_patched",
+__all__ = ["apply_patch", "remove_patch", "set_pruning", "pruning", "is_patched",
            "protected_tokens", "saint_layers", "TensorOutput"]
 
 
@@ -309,8 +309,6 @@ def apply_patch(model: torch.nn.Module, schedule: Schedule | None = None, protec
     return model
 
 
-apply = apply_patch
-
 
 def _set_pruning(model: torch.nn.Module, enabled: bool) -> None:
     """transformers half of :func:`set_pruning` (called through the shared helper)."""
@@ -353,20 +351,3 @@ def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
         if hasattr(model, name):
             delattr(model, name)
     return model
-
-
-remove = remove_patch
-
-
-@torch.no_grad()
-def trace_tokens(model: torch.nn.Module, pixels: torch.Tensor) -> tuple[list[tuple[int, int]], object]:
-    """Run ``model`` on ``pixels``; return [(tokens in, tokens out) per encoder layer] and the model's output."""
-    seen: list[tuple[int, int]] = []
-    hooks = [layer.register_forward_hook(lambda mod, args, out: seen.append((int(args[0].shape[1]), int(out.shape[1]))))
-             for layer in saint_layers(model)]
-    try:
-        out = model(pixels) if isinstance(model, TensorOutput) else model(pixel_values=pixels)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen, out
