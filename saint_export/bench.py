@@ -28,6 +28,7 @@ from .runtimes.base import Runtime
 from .verify.analysis import dense_tokens, trace_tokens, vit_flops
 
 Timed = Callable[[], Any]
+WORTH_IT = 1.05  # a measured speedup below this says SAINT is not worth deploying at that batch
 
 
 @dataclass
@@ -165,6 +166,8 @@ def summary_table(summary: list[dict[str, Any]], times: dict[tuple[int, str], li
         spread = f"{s['speedup']:.2f}x ({s['speedup_iqr'][0]:.2f}-{s['speedup_iqr'][1]:.2f})"
         lines.append(f"{s['backend']:<7} {s['batch']:>5} {s['dense_img_s']:>12.1f} {s['saint_img_s']:>12.1f} {spread:>20} "
                      f"{s['flop_ratio']:>9.2f}x {s['speedup_over_flop_ratio']:>13.2f}")
+    lines += [f"warning: {s['backend']} at batch {s['batch']}: SAINT measured {s['speedup']:.2f}x dense, below {WORTH_IT}x: "
+              "not worth it at this batch" for s in summary if s["speedup"] < WORTH_IT]
     for batch in sorted({b for b, _ in times}):
         torch_t, ort_t = times.get((batch, "torch saint")), times.get((batch, "ort saint"))
         if torch_t and ort_t:

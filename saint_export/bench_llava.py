@@ -59,7 +59,7 @@ def _visual_token_layers(depth: int, start: int, image_in: float, kept: list[flo
 
 
 @torch.no_grad()
-def bench_llava(built: BuiltLlava, pixels: torch.Tensor, text_tokens: int = 32, new_tokens: int = 16, rounds: int = 5,
+def bench_llava(built: BuiltLlava, pixels: torch.Tensor, *, text_tokens: int = 32, new_tokens: int = 16, rounds: int = 5,
                 generate_rounds: int | None = None, modes: tuple[str, ...] = MODES,
                 progress: Callable[[str], None] = lambda s: None) -> tuple[list[ModeResult], dict[str, Any]]:
     """Time prefill (``logits_to_keep=1``, ``rounds``), greedy ``generate`` of ``new_tokens`` and the
@@ -67,18 +67,9 @@ def bench_llava(built: BuiltLlava, pixels: torch.Tensor, text_tokens: int = 32, 
     generate_rounds = generate_rounds or max(3, rounds // 2)
     model = built.model
     ids = bench_prompt(built, pixels.shape[0], text_tokens)
-    lm = model.model.language_model
     image_dense = model.config.image_seq_length
     saint = built.saint
-    results = []
-    for mode in modes:
-        with use_mode(model, mode):
-            short = model.generate(input_ids=ids, pixel_values=pixels, max_new_tokens=1, do_sample=False)[:, :-1]
-            image_in = float((short == model.config.image_token_id).sum(1).float().mean())
-            kept = [sum(layer) / len(layer) for layer in llama_prefill.kept_counts(lm)] if PARTS[mode][1] else []
-        results.append(ModeResult(mode, image_in, kept, _visual_token_layers(model.config.text_config.num_hidden_layers,
-                                                                             saint.llm_start, image_in, kept, image_dense)))
-
+    results = _token_counts(built, ids, pixels, modes)
     def prefill(mode: str):
         def run():
             with use_mode(model, mode):
@@ -94,6 +85,7 @@ def bench_llava(built: BuiltLlava, pixels: torch.Tensor, text_tokens: int = 32, 
 
     progress(f"prefill: {rounds} interleaved rounds of {', '.join(modes)}")
     pre = interleaved({m: prefill(m) for m in modes}, warmup=1, iters=rounds, min_seconds=0, label="prefill")
+
     def features(mode: str):
         def run():
             with use_mode(model, mode):
@@ -122,6 +114,22 @@ def bench_llava(built: BuiltLlava, pixels: torch.Tensor, text_tokens: int = 32, 
             "image_features_ms": {"dense": _median(tower["dense"]), "saint": _median(tower["vit"]),
                                   "speedup": paired_ratio(tower["dense"], tower["vit"])}}
     return results, info
+
+
+def _token_counts(built: BuiltLlava, ids: torch.Tensor, pixels: torch.Tensor, modes: tuple[str, ...]) -> list[ModeResult]:
+    """Per mode: image tokens the language model gets, those kept per pruning layer, visual tokens x layers."""
+    model, saint = built.model, built.saint
+    lm = model.model.language_model
+    results = []
+    for mode in modes:
+        with use_mode(model, mode):
+            short = model.generate(input_ids=ids, pixel_values=pixels, max_new_tokens=1, do_sample=False)[:, :-1]
+            image_in = float((short == model.config.image_token_id).sum(1).float().mean())
+            kept = [sum(layer) / len(layer) for layer in llama_prefill.kept_counts(lm)] if PARTS[mode][1] else []
+        results.append(ModeResult(mode, image_in, kept, _visual_token_layers(model.config.text_config.num_hidden_layers,
+                                                                             saint.llm_start, image_in, kept,
+                                                                             model.config.image_seq_length)))
+    return results
 
 
 def _decode_ms(model, ids: torch.Tensor, pixels: torch.Tensor, mode: str, steps: int) -> float:

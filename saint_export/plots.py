@@ -18,8 +18,9 @@ def _figure():
     return plt
 
 
-def _finish(plt, fig, ax, path: str | Path, title: str, xlabel: str, ylabel: str, force: bool) -> Path:
-    """Labels, legend and grid; the PNG written atomically with saint-export's mark."""
+def _finish(plt, fig, ax, path: str | Path, labels: tuple[str, str, str], force: bool) -> Path:
+    """Labels (title, x, y), legend and grid; the PNG written atomically with saint-export's mark."""
+    title, xlabel, ylabel = labels
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -38,7 +39,7 @@ def plot_tokens(path: str | Path, title: str, series: dict[str, list[int]], forc
     for name, tokens in series.items():
         ax.step(list(range(len(tokens))), tokens, where="mid", label=name, color="gray" if name == "dense" else None)
     ax.set_ylim(0, max(max(v) for v in series.values()) * 1.05)
-    return _finish(plt, fig, ax, path, title, "block", "tokens after the block", force)
+    return _finish(plt, fig, ax, path, (title, "block", "tokens after the block"), force)
 
 
 def plot_throughput(path: str | Path, title: str, batches: list[int], series: dict[str, list[float]], force: bool = False) -> Path:
@@ -48,16 +49,17 @@ def plot_throughput(path: str | Path, title: str, batches: list[int], series: di
         ax.plot(batches, values, marker="o", label=name)
     ax.set_xscale("log", base=2)
     ax.set_xticks(batches, [str(b) for b in batches])
-    return _finish(plt, fig, ax, path, title, "batch size", "images / s", force)
+    return _finish(plt, fig, ax, path, (title, "batch size", "images / s"), force)
 
 
 def plot_tradeoff(path: str | Path, title: str, curve: list[tuple[float, float]], marks: dict[str, tuple[float, float]],
-                  ylabel: str, force: bool = False) -> Path:
-    """Fidelity against FLOP ratio: the searched curve and named points (default, tuned, ...)."""
+                  ylabel: str, force: bool = False, *, xlabel: str = "x fewer FLOPs than dense",
+                  curve_label: str = "one global tau") -> Path:
+    """Fidelity against a cost ratio (FLOPs, or a speedup): the searched curve and named points (default, tuned, ...)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4))
     xs, ys = zip(*sorted(curve)) if curve else ((), ())
-    ax.plot(xs, ys, marker=".", color="gray", label="one global tau")
+    ax.plot(xs, ys, marker=".", color="gray", label=curve_label)
     for name, (x, y) in marks.items():
         ax.scatter([x], [y], s=60, zorder=3, label=name)
-    return _finish(plt, fig, ax, path, title, "x fewer FLOPs than dense", ylabel, force)
+    return _finish(plt, fig, ax, path, (title, xlabel, ylabel), force)

@@ -8,8 +8,9 @@ import torch
 from saint_export.models.config import ModelConfig
 from saint_export.inputs import photos, preprocess, synthetic_images
 from saint_export.reference.rule import saint_drop
+from saint_export.reference.schedule import LayerRule
 
-TINY = ModelConfig(alias="tiny", timm_name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3)
+TINY = ModelConfig(alias="tiny", name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3)
 
 
 def tiny_vit(name: str = "vit_tiny_patch16_224", seed: int = 0, **kwargs) -> torch.nn.Module:
@@ -20,7 +21,7 @@ def tiny_vit(name: str = "vit_tiny_patch16_224", seed: int = 0, **kwargs) -> tor
 
 def redundant_batch(n_synthetic: int = 4, with_photos: bool = True, size: int = 224) -> torch.Tensor:
     """Generated images with flat regions / repeated tiles, plus scikit-image photos."""
-    cfg = ModelConfig(alias="x", timm_name="x", input_size=size, mean=(0.5,) * 3, std=(0.5,) * 3)
+    cfg = ModelConfig(alias="x", name="x", input_size=size, mean=(0.5,) * 3, std=(0.5,) * 3)
     images = synthetic_images(n_synthetic, size) + (photos() if with_photos else [])
     return preprocess(images, cfg)
 
@@ -41,7 +42,7 @@ def reference_forward(model, pixels, rules: dict, protected: int):
             k = attn.k_norm(attn.qkv(y).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)[1])
             x = x + blk.drop_path1(blk.ls1(attn(y)))
             rule = rules[i]
-            x, kept, _ = saint_drop(x, k.mean(1), rule.threshold, rule.k, rule.gamma, protected, rule.fixed_r)
+            x, kept, _ = saint_drop(x, k.mean(1), rule, protected)
             kept_all.append(kept)
             x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
         counts.append(x.shape[1])
@@ -80,7 +81,7 @@ def one_plugin_case():
     metric = torch.randn(4, 197, 64)
     metric[:, 1::3] = metric[:, 2:3]
     tokens = torch.randn(4, 197, 192)
-    return tokens, metric, saint_drop(tokens, metric, 0.75, 5, 10.0, 1, -1)
+    return tokens, metric, saint_drop(tokens, metric, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=-1), 1)
 
 
 @torch.no_grad()
@@ -97,3 +98,8 @@ def hf_layer_tokens(model: torch.nn.Module, pixels: torch.Tensor):
         for h in hooks:
             h.remove()
     return seen, out
+
+
+def as_rule(threshold: float = 0.75, k: int = 5, gamma: float = 10.0, protected: int = 1, fixed_r: int = -1):
+    """(LayerRule, protected) from the rule's fields as keywords: a test's parameter dict, spread into a drop call."""
+    return LayerRule(threshold, k, gamma, fixed_r), protected

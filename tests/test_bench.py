@@ -24,3 +24,14 @@ def test_paired_ratio_ignores_a_round_that_background_load_slowed():
 def test_row_reports_median_and_spread():
     r = row("ort", "saint", 8, [4.0, 5.0, 6.0, 100.0, 5.0])
     assert r.p50_ms == 5.0 and r.p10_ms < r.p50_ms < r.p90_ms and r.images_per_s == pytest.approx(8 / 0.005)
+
+
+def test_summary_says_when_saint_is_not_worth_it_at_a_batch():
+    from saint_export.bench import summarize, summary_table
+
+    rows = [row("ort", v, b, t) for b, v, t in ((1, "dense", [10.0] * 5), (1, "saint", [9.9] * 5),
+                                                 (8, "dense", [80.0] * 5), (8, "saint", [40.0] * 5))]
+    times = {(1, "ort dense"): [10.0] * 5, (1, "ort saint"): [9.9] * 5, (8, "ort dense"): [80.0] * 5, (8, "ort saint"): [40.0] * 5}
+    text = summary_table(summarize(rows, times, {1: 2.0, 8: 2.0}), times)
+    warnings = [line for line in text.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "batch 1" in warnings[0] and "1.01x" in warnings[0] and "not worth it" in warnings[0]

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from saint_export.reference.rule import saint_drop, similarity
+from saint_export.reference.schedule import LayerRule  # noqa: E402
+from helpers import as_rule  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -19,7 +21,7 @@ if not torch.cuda.is_available():
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     from saint_export.errors import SaintExportError
-    from saint_export.tensorrt.kernels import KernelHarness, build_harness, find_harness
+    from kernel_harness import KernelHarness, build_harness, find_harness
 
     path = find_harness()
     if path is None:
@@ -44,8 +46,8 @@ def ambiguous(metric, protected, threshold):
 
 
 def compare(harness, tokens, metric, dtype, **kw):
-    ref = saint_drop(tokens.to(dtype), metric.to(dtype), **kw)
-    out, kept, m = harness.token_drop(tokens.to(dtype).cuda(), metric.to(dtype).cuda(), **kw)
+    ref = saint_drop(tokens.to(dtype), metric.to(dtype), *as_rule(**kw))
+    out, kept, m = harness.token_drop(tokens.to(dtype).cuda(), metric.to(dtype).cuda(), *as_rule(**kw))
     return ref, out.cpu(), kept.cpu(), m
 
 
@@ -96,4 +98,4 @@ def test_special_cases(harness, dtype):
 
 def test_bad_parameters_are_refused(harness):
     with pytest.raises(ValueError, match="threshold"):
-        harness.token_drop(torch.zeros(1, 9, 4, device="cuda"), torch.zeros(1, 9, 4, device="cuda"), threshold=2.0)
+        harness.token_drop(torch.zeros(1, 9, 4, device="cuda"), torch.zeros(1, 9, 4, device="cuda"), LayerRule(threshold=2.0))

@@ -24,7 +24,7 @@ from saint_export.reference.schedule import build_schedule  # noqa: E402
 
 @pytest.fixture(scope="module")
 def photos():
-    cfg = ModelConfig(alias="dinov2_s14", timm_name="vit_small_patch14_dinov2", input_size=224)
+    cfg = ModelConfig(alias="dinov2_s14", name="vit_small_patch14_dinov2", input_size=224)
     return gather_inputs(cfg, use_photos=True)[0]  # astronaut, chelsea, coffee
 
 

@@ -267,9 +267,10 @@ import sys
 sys.path.insert(0, %r)
 import torch
 from helpers import one_plugin_case
+from saint_export.reference.schedule import LayerRule
 from trt_single_plugin import run_single_plugin
 tokens, metric, ref = one_plugin_case()
-out, kept = run_single_plugin(tokens, metric, threshold=0.75, k=5, gamma=10.0, protected=1, fixed_r=-1)
+out, kept = run_single_plugin(tokens, metric, LayerRule(), 1)
 print("equal", torch.equal(kept, ref.kept_index), torch.equal(out, ref.tokens), ref.r)
 """ % TESTS
 

@@ -22,7 +22,7 @@ from saint_export.verify.validate import validate_onnx
 
 from helpers import TINY
 
-DISTILLED = ModelConfig(alias="tiny_distilled", timm_name="deit_tiny_distilled_patch16_224", model_kwargs={"depth": 3})
+DISTILLED = ModelConfig(alias="tiny_distilled", name="deit_tiny_distilled_patch16_224", model_kwargs={"depth": 3})
 
 
 def inputs(cfg, n_synth=5, with_photos=True):

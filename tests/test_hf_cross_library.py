@@ -28,7 +28,7 @@ def close(a, b, tol=1e-5):
 
 @pytest.fixture(scope="module")
 def pixels():
-    cfg = ModelConfig(alias="x", timm_name="x", input_size=224)
+    cfg = ModelConfig(alias="x", name="x", input_size=224)
     return gather_inputs(cfg)[0]  # 3 scikit-image photos + 5 generated images
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from saint_export.reference.rule import saint_drop, similarity
+from saint_export.reference.schedule import LayerRule  # noqa: E402
 
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 pytestmark = pytest.mark.skipif(NVCC is None or shutil.which("cmake") is None, reason="needs nvcc and cmake")
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(NVCC is None or shutil.which("cmake") is None, r
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    from saint_export.tensorrt.kernels import KernelHarness, build_harness
+    from kernel_harness import KernelHarness, build_harness
 
     path = build_harness(tmp_path_factory.mktemp("twin"), cuda_archs="90",
                          extra=("-DSAINT_BUILD_PLUGIN=OFF", "-DSAINT_BUILD_TESTS=OFF", "-DSAINT_BUILD_SAMPLES=OFF"))
@@ -37,8 +38,8 @@ def test_host_twin_equals_reference(harness, n, b, d, p):
     s = similarity(metric.double(), p)
     if ((s - 0.75).abs() < 1e-5).any():
         pytest.skip("a similarity lies within 1e-5 of tau in this draw")
-    ref = saint_drop(tokens, metric, 0.75, 5, 10.0, p, -1)
-    out, kept, m = harness.token_drop_host(tokens, metric, 0.75, 5, 10.0, p, -1)
+    ref = saint_drop(tokens, metric, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=-1), p)
+    out, kept, m = harness.token_drop_host(tokens, metric, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=-1), p)
     assert ref.r > 0 and m == n - ref.r
     assert torch.equal(kept, ref.kept_index)
     assert torch.equal(out, ref.tokens)
@@ -47,19 +48,19 @@ def test_host_twin_equals_reference(harness, n, b, d, p):
 def test_host_twin_special_cases(harness):
     tokens = torch.randn(8, 197, 16)
     ones = torch.ones(8, 197, 64)
-    out, kept, m = harness.token_drop_host(tokens, ones, 0.75, 5, 10.0, 1, -1)  # all identical: ties, r = Na
-    ref = saint_drop(tokens, ones, 0.75, 5, 10.0, 1, -1)
+    out, kept, m = harness.token_drop_host(tokens, ones, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=-1), 1)  # all identical: ties, r = Na
+    ref = saint_drop(tokens, ones, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=-1), 1)
     assert m == 197 - 98 and torch.equal(kept, ref.kept_index)
     ortho = torch.eye(64).repeat(8, 4, 1)[:, :197]
-    out, kept, m = harness.token_drop_host(tokens, ortho, 0.99, 5, 10.0, 1, -1)  # r = 0: identity
+    out, kept, m = harness.token_drop_host(tokens, ortho, LayerRule(threshold=0.99, k=5, gamma=10.0, fixed_r=-1), 1)  # r = 0: identity
     assert m == 197 and torch.equal(kept, torch.arange(197).expand(8, -1)) and torch.equal(out, tokens)
     metric = clustered(3, 51, 32, seed=1)
     for fixed in (0, 7, 25, 400):
-        ref = saint_drop(tokens[:3, :51], metric, 0.75, 5, 10.0, 2, fixed)
-        out, kept, m = harness.token_drop_host(tokens[:3, :51], metric, 0.75, 5, 10.0, 2, fixed)
+        ref = saint_drop(tokens[:3, :51], metric, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=fixed), 2)
+        out, kept, m = harness.token_drop_host(tokens[:3, :51], metric, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=fixed), 2)
         assert m == 51 - ref.r and torch.equal(kept, ref.kept_index)
     two = torch.ones(2, 2, 8)  # N - P < 2: identity even with fixed_r
-    out, kept, m = harness.token_drop_host(torch.randn(2, 2, 4), two, 0.5, 1, 10.0, 1, 5)
+    out, kept, m = harness.token_drop_host(torch.randn(2, 2, 4), two, LayerRule(threshold=0.5, k=1, gamma=10.0, fixed_r=5), 1)
     assert m == 2 and kept.tolist() == [[0, 1], [0, 1]]
     with pytest.raises(ValueError, match="threshold"):
-        harness.token_drop_host(tokens, ones, 1.5)
+        harness.token_drop_host(tokens, ones, LayerRule(threshold=1.5))

@@ -11,7 +11,7 @@ TOOL = Path(__file__).resolve().parent.parent / "tools" / "mutate_kernels.py"
 
 
 def test_every_mutant_is_caught(tmp_path, capsys):
-    from saint_export.tensorrt import kernels
+    import kernel_harness as kernels
 
     spec = importlib.util.spec_from_file_location("mutate_kernels", TOOL)
     tool = importlib.util.module_from_spec(spec)

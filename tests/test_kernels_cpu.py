@@ -24,6 +24,8 @@ import torch
 
 from saint_export import saint_drop
 from saint_export.reference.rule import saint_drop_per_sample
+from saint_export.reference.schedule import LayerRule  # noqa: E402
+from helpers import as_rule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TAU, K, GAMMA = 0.75, 5, 10.0
@@ -31,7 +33,7 @@ TAU, K, GAMMA = 0.75, 5, 10.0
 
 @pytest.fixture(scope="module")
 def cpu_harness(tmp_path_factory):
-    from saint_export.tensorrt import kernels
+    import kernel_harness as kernels
 
     try:
         return kernels.KernelHarness(kernels.build_cpu_harness(tmp_path_factory.mktemp("kernels_cpu")))
@@ -90,8 +92,8 @@ def drawn_metric(b, n, d, p, seed):
 
 def run(harness, tokens, metric, dtype, **kw):
     kw = dict(dict(threshold=TAU, k=K, gamma=GAMMA, protected=1, fixed_r=-1), **kw)
-    ref = saint_drop(tokens.to(dtype), metric.to(dtype), **kw)
-    out, kept, m = harness.token_drop(tokens.to(dtype), metric.to(dtype), **kw)
+    ref = saint_drop(tokens.to(dtype), metric.to(dtype), *as_rule(**kw))
+    out, kept, m = harness.token_drop(tokens.to(dtype), metric.to(dtype), *as_rule(**kw))
     return ref, out.clone(), kept.clone(), m
 
 
@@ -173,7 +175,7 @@ def test_short_and_unaligned_rows(cpu_harness, seed, c):
 
 def test_fewer_than_two_free_tokens_is_identity(cpu_harness):
     tokens = torch.randn(2, 2, 4)
-    out, kept, m = cpu_harness.token_drop(tokens, torch.ones(2, 2, 8), threshold=0.5, k=1, protected=1, fixed_r=5)
+    out, kept, m = cpu_harness.token_drop(tokens, torch.ones(2, 2, 8), LayerRule(threshold=0.5, k=1, fixed_r=5), 1)
     assert m == 2 and kept.tolist() == [[0, 1], [0, 1]] and torch.equal(out, tokens)
 
 
@@ -198,21 +200,21 @@ def test_per_sample_vote_identical_to_reference(cpu_harness, seed, p, fixed_r, t
     exact = torch.tensor([not bool(tied.any()) for _, tied in ties])  # score near-ties: compared by M only
     tokens = torch.randn(b, n, c, generator=g)
     for m_in in (mask, None):
-        ref = saint_drop_per_sample(tokens, metric, m_in, TAU, K, GAMMA, p, fixed_r)
-        out, kept, mask_out = cpu_harness.token_drop_per_sample(tokens, metric, m_in, TAU, K, GAMMA, p, fixed_r)
+        ref = saint_drop_per_sample(tokens, metric, m_in, LayerRule(threshold=TAU, k=K, gamma=GAMMA, fixed_r=fixed_r), p)
+        out, kept, mask_out = cpu_harness.token_drop_per_sample(tokens, metric, m_in, LayerRule(threshold=TAU, k=K, gamma=GAMMA, fixed_r=fixed_r), p)
         assert torch.equal(mask_out, ref.mask)
         rows = exact if m_in is not None else ~full_tied
         assert torch.equal(kept[rows], ref.kept_index[rows]) and torch.equal(out[rows], ref.tokens[rows])
         if fixed_r < 0 and m_in is not None:
             assert len(set((lengths - ref.mask.sum(1)).tolist())) > 2  # samples dropped different counts
-    half = cpu_harness.token_drop_per_sample(tokens.half(), metric.half(), mask, TAU, K, GAMMA, p, fixed_r)
-    ref = saint_drop_per_sample(tokens.half(), metric.half(), mask, TAU, K, GAMMA, p, fixed_r)
+    half = cpu_harness.token_drop_per_sample(tokens.half(), metric.half(), mask, LayerRule(threshold=TAU, k=K, gamma=GAMMA, fixed_r=fixed_r), p)
+    ref = saint_drop_per_sample(tokens.half(), metric.half(), mask, LayerRule(threshold=TAU, k=K, gamma=GAMMA, fixed_r=fixed_r), p)
     assert torch.equal(half[2], ref.mask), "float16: tokens kept per sample differ from the reference"
 
 
 def test_bad_parameters_are_refused(cpu_harness):
     with pytest.raises(ValueError, match="threshold"):
-        cpu_harness.token_drop(torch.zeros(1, 9, 4), torch.zeros(1, 9, 4), threshold=2.0)
+        cpu_harness.token_drop(torch.zeros(1, 9, 4), torch.zeros(1, 9, 4), LayerRule(threshold=2.0))
 
 
 def sanitizer_runtime():
@@ -227,9 +229,9 @@ def sanitizer_runtime():
 
 SANITIZED_CASES = textwrap.dedent("""
     import os, sys, torch
-    from saint_export import saint_drop
+    from saint_export import LayerRule, saint_drop
     from saint_export.reference.rule import saint_drop_per_sample
-    from saint_export.tensorrt.kernels import KernelHarness
+    from kernel_harness import KernelHarness
     h = KernelHarness(sys.argv[1])
     g = torch.Generator().manual_seed(0)
     cases = [(101, 2, 64, 1, 48, torch.float32, 0), (64, 3, 1, 0, 3, torch.float16, 3),
@@ -240,20 +242,20 @@ SANITIZED_CASES = textwrap.dedent("""
         tokens = torch.randn(b, n, c, generator=g).to(dtype)
         os.environ["CUDA_CPU_SEED"] = str(seed)
         for fixed in (-1, 0, 10 ** 6):
-            ref = saint_drop(tokens, metric, 0.75, 5, 10.0, p, fixed)
-            out, kept, m = h.token_drop(tokens, metric, 0.75, 5, 10.0, p, fixed)
+            ref = saint_drop(tokens, metric, LayerRule(fixed_r=fixed), p)
+            out, kept, m = h.token_drop(tokens, metric, LayerRule(fixed_r=fixed), p)
             assert m == n - ref.r, (n, b, d, p, fixed, m, ref.r)
             if dtype == torch.float32:
                 assert torch.equal(kept, ref.kept_index) and torch.equal(out, ref.tokens), (n, b, d, p, fixed)
     ones = torch.ones(2, 40, 8)
-    out, kept, m = h.token_drop(ones, ones, 0.75, 5, 10.0, 1, -1)
+    out, kept, m = h.token_drop(ones, ones, LayerRule(), 1)
     assert m == 40 - 20, m
     mask = torch.arange(101)[None] < torch.tensor([101, 40, 2])[:, None]
     metric = (torch.randn(6, 16, generator=g)[torch.randint(0, 6, (3, 101), generator=g)]
               + 0.1 * torch.randn(3, 101, 16, generator=g))
     tokens = torch.randn(3, 101, 5, generator=g)
-    ref = saint_drop_per_sample(tokens, metric, mask, 0.75, 5, 10.0, 1, -1)
-    got = h.token_drop_per_sample(tokens, metric, mask, 0.75, 5, 10.0, 1, -1)
+    ref = saint_drop_per_sample(tokens, metric, mask, LayerRule(), 1)
+    got = h.token_drop_per_sample(tokens, metric, mask, LayerRule(), 1)
     assert torch.equal(got[1], ref.kept_index) and torch.equal(got[2], ref.mask) and torch.equal(got[0], ref.tokens)
     print("sanitized cases passed")
 """)
@@ -262,7 +264,7 @@ SANITIZED_CASES = textwrap.dedent("""
 def test_sanitizer_build(tmp_path):
     """AddressSanitizer + UBSan build (catches out-of-bounds shared memory) on a few cases, in a subprocess
     that preloads libasan; any sanitizer report aborts it."""
-    from saint_export.tensorrt import kernels
+    import kernel_harness as kernels
 
     preload = sanitizer_runtime()
     if preload is None:
@@ -272,7 +274,8 @@ def test_sanitizer_build(tmp_path):
     except kernels.MissingDependencyError as exc:
         pytest.skip(f"cannot build the CPU kernels: {exc}")
     env = dict(os.environ, LD_PRELOAD=" ".join(preload), ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
-               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1", PYTHONPATH=str(ROOT))
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     res = subprocess.run([sys.executable, "-c", SANITIZED_CASES, str(lib)], capture_output=True, text=True, env=env,
                          timeout=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]

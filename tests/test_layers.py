@@ -92,3 +92,21 @@ def test_no_import_circles():
     for m in sorted(MODULES):
         if m not in state:
             visit(m, [])
+
+
+MAX_FILE_LINES, MAX_FUNCTION_LINES, MAX_POSITIONAL = 400, 60, 6
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_small_files_and_functions(module):
+    """No file over 400 lines, no function over 60, none with more than 6 positional parameters
+    (self/cls not counted; keyword-only parameters are named at every call, so they do not count)."""
+    path = MODULES[module]
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_FILE_LINES, f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines"
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            where = f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+            assert node.end_lineno - node.lineno + 1 <= MAX_FUNCTION_LINES, f"{where}: {node.end_lineno - node.lineno + 1} lines"
+            positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+            assert len(positional) <= MAX_POSITIONAL, f"{where}: {len(positional)} positional parameters"

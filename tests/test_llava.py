@@ -57,7 +57,7 @@ def tiny_llava(seed=0, attention="sdpa"):
 
 @pytest.fixture(scope="module")
 def images():
-    cfg = ModelConfig(alias="x", timm_name="x", input_size=56, mean=(0.5,) * 3, std=(0.5,) * 3)
+    cfg = ModelConfig(alias="x", name="x", input_size=56, mean=(0.5,) * 3, std=(0.5,) * 3)
     return preprocess(synthetic_images(2, 56) + photos()[:1], cfg)
 
 

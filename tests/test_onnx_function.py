@@ -9,6 +9,7 @@ from onnx import TensorProto, helper
 
 from saint_export.export.function import function_proto
 from saint_export.reference.rule import saint_drop
+from saint_export.reference.schedule import LayerRule  # noqa: E402
 
 
 def session(attrs, dtype=TensorProto.FLOAT):
@@ -44,7 +45,7 @@ def test_function_equals_reference(b, n, d, p, thr, k, fixed_r):
     tokens = torch.randn(b, n, 12)
     out, kept = session(dict(threshold=thr, k=k, gamma=10.0, protected=p, fixed_r=fixed_r)).run(
         None, {"tokens": tokens.numpy(), "metric": metric.numpy()})
-    ref = saint_drop(tokens, metric, thr, k, 10.0, p, fixed_r)
+    ref = saint_drop(tokens, metric, LayerRule(threshold=thr, k=k, gamma=10.0, fixed_r=fixed_r), p)
     assert np.array_equal(kept, ref.kept_index.numpy())
     assert np.array_equal(out, ref.tokens.numpy())
 
@@ -54,7 +55,7 @@ def test_identical_tokens_and_ties():
     tokens = torch.arange(2 * 11 * 3, dtype=torch.float32).reshape(2, 11, 3)
     out, kept = session(dict(threshold=0.75, k=5, gamma=10.0, protected=1, fixed_r=-1)).run(
         None, {"tokens": tokens.numpy(), "metric": metric.numpy()})
-    assert kept.tolist() == saint_drop(tokens, metric, 0.75, 5, 10.0, 1).kept_index.tolist()
+    assert kept.tolist() == saint_drop(tokens, metric, LayerRule(threshold=0.75, k=5, gamma=10.0), 1).kept_index.tolist()
     assert kept[0].tolist() == [0, 2, 4, 6, 8, 10]
 
 
@@ -62,7 +63,7 @@ def test_batch_mean_vote():
     metric = torch.randn(2, 9, 6)
     metric[0] = 1.0  # sample 0: all 4 a-rows vote; sample 1: random, fewer votes
     tokens = torch.randn(2, 9, 3)
-    ref = saint_drop(tokens, metric, 0.75, 1, 10.0, 1)
+    ref = saint_drop(tokens, metric, LayerRule(threshold=0.75, k=1, gamma=10.0), 1)
     out, kept = session(dict(threshold=0.75, k=1, gamma=10.0, protected=1, fixed_r=-1)).run(
         None, {"tokens": tokens.numpy(), "metric": metric.numpy()})
     assert kept.shape[1] == 9 - ref.r and np.array_equal(kept, ref.kept_index.numpy())
@@ -75,7 +76,7 @@ def test_fp16_inputs_keep_similarity_in_fp32():
     tokens = torch.randn(2, 65, 8)
     s = session(dict(threshold=0.6, k=2, gamma=10.0, protected=1, fixed_r=-1), TensorProto.FLOAT16)
     out, kept = s.run(None, {"tokens": tokens.half().numpy(), "metric": metric.half().numpy()})
-    ref = saint_drop(tokens.half(), metric.half(), 0.6, 2, 10.0, 1)
+    ref = saint_drop(tokens.half(), metric.half(), LayerRule(threshold=0.6, k=2, gamma=10.0), 1)
     assert out.dtype == np.float16
     assert np.array_equal(kept, ref.kept_index.numpy())
     assert np.array_equal(out, ref.tokens.numpy())

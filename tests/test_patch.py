@@ -13,6 +13,7 @@ from saint_export.reference.rule import saint_drop
 from saint_export.reference.schedule import build_schedule
 
 from helpers import redundant_batch, reference_forward, tiny_vit
+from saint_export.reference.schedule import LayerRule  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +94,8 @@ def test_custom_op_equals_pure_function():
     metric[:, 5::4] = metric[:, 1:2]  # duplicates
     tokens = torch.randn(3, 197, 192)
     for fixed_r in (-1, 0, 40):
-        out, kept = op_token_drop(tokens, metric, 0.7, 2, 10.0, 1, fixed_r)
-        ref = saint_drop(tokens, metric, 0.7, 2, 10.0, 1, fixed_r)
+        out, kept = op_token_drop(tokens, metric, LayerRule(threshold=0.7, k=2, gamma=10.0, fixed_r=fixed_r), 1)
+        ref = saint_drop(tokens, metric, LayerRule(threshold=0.7, k=2, gamma=10.0, fixed_r=fixed_r), 1)
         assert torch.equal(out, ref.tokens) and torch.equal(kept, ref.kept_index)
         assert out.data_ptr() != tokens.data_ptr()
 

@@ -95,7 +95,7 @@ def reference(stock, layers, pixels, rules, protected):
             if i in rules:
                 x, keys = attention_half(mod, args[0])
                 r = rules[i]
-                x, kept, _ = saint_drop(x, keys, r.threshold, r.k, r.gamma, protected, r.fixed_r)
+                x, kept, _ = saint_drop(x, keys, r, protected)
                 kept_all.append(kept)
                 out = mlp_half(mod, x)
             counts.append(out.shape[1])
@@ -235,7 +235,7 @@ def test_export_tiny_hf_vit_to_onnx_with_parity(tmp_path, pixels):
 
     schedule = build_schedule({"layers": "0-2", "threshold": [0.75, 0.7, 0.75], "k": [5, 4, 5]}, 4)
     model = hfpatch.apply_patch(hfpatch.TensorOutput(build("vit")), schedule)
-    cfg = ModelConfig(alias="hf_tiny_vit", timm_name="hf:ViTForImageClassification", mean=(0.5,) * 3, std=(0.5,) * 3, hub_weights=False)
+    cfg = ModelConfig(alias="hf_tiny_vit", name="hf:ViTForImageClassification", mean=(0.5,) * 3, std=(0.5,) * 3, hub_weights=False)
     built = BuiltModel(cfg, model, schedule, model._saint_protected, "random(seed=0)")
     result = onnx_models_from_torch(built, tmp_path / "hf.onnx", tmp_path / "hf.trt.onnx")
     assert result.drop_nodes == 3

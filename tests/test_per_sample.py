@@ -27,8 +27,9 @@ from saint_export.reference.schedule import build_schedule, overrides_from_rows
 from saint_export.runtimes.onnxruntime import ort_session
 from saint_export.verify.invariance import batch_vs_alone
 from saint_export.verify.validate import validate_onnx
+from saint_export.reference.schedule import LayerRule  # noqa: E402
 
-TINY4 = ModelConfig(alias="tiny4", timm_name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3,
+TINY4 = ModelConfig(alias="tiny4", name="vit_tiny_patch16_224", model_kwargs={"depth": 4}, mean=(0.5,) * 3, std=(0.5,) * 3,
                     schedule={"layers": [0, 1, 2], "threshold": 0.9, "vote": "sample"})
 
 
@@ -48,10 +49,10 @@ def test_rule_equals_each_sample_alone(protected, fixed_r):
     metric = torch.cat([clustered(1, n, d, clusters, seed=clusters) for clusters in (2, 3, 40, 4, 2)])
     lengths = [41, 30, 41, protected + 1, 17]
     mask = torch.arange(n)[None] < torch.tensor(lengths)[:, None]
-    out, kept, mask_out = saint_drop_per_sample(tokens, metric, mask, 0.8, 3, 10.0, protected, fixed_r)
+    out, kept, mask_out = saint_drop_per_sample(tokens, metric, mask, LayerRule(threshold=0.8, k=3, gamma=10.0, fixed_r=fixed_r), protected)
     counts = []
     for i, length in enumerate(lengths):
-        alone = saint_drop(tokens[i:i + 1, :length], metric[i:i + 1, :length], 0.8, 3, 10.0, protected, fixed_r)
+        alone = saint_drop(tokens[i:i + 1, :length], metric[i:i + 1, :length], LayerRule(threshold=0.8, k=3, gamma=10.0, fixed_r=fixed_r), protected)
         m = alone.kept_index.shape[1]
         counts.append(m)
         assert torch.equal(kept[i, :m], alone.kept_index[0]) and torch.equal(out[i, :m], alone.tokens[0])
@@ -62,7 +63,7 @@ def test_rule_equals_each_sample_alone(protected, fixed_r):
         assert len(set(counts)) > 1  # samples really kept different counts
     # padding rows of the input never influence a sample: scramble them and get the same answer
     scrambled = torch.where(mask[..., None], metric, torch.randn_like(metric))
-    assert torch.equal(saint_drop_per_sample(tokens, scrambled, mask, 0.8, 3, 10.0, protected, fixed_r).kept_index, kept)
+    assert torch.equal(saint_drop_per_sample(tokens, scrambled, mask, LayerRule(threshold=0.8, k=3, gamma=10.0, fixed_r=fixed_r), protected).kept_index, kept)
 
 
 def test_rule_rejects_a_mask_that_is_not_a_prefix():

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from saint_export import saint_drop
+from saint_export.reference.schedule import LayerRule  # noqa: E402
+from helpers import as_rule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
@@ -104,7 +106,7 @@ def test_enqueue_build_and_runtime_phase_equal_reference(build, tmp_path, name):
         metric[1, 10] = float("nan")   # a b-token: NaN similarities are never edges
     tokens = torch.randn(3, 197, 40)
     kw = dict(threshold=0.75, k=5, gamma=10.0, protected=1, fixed_r=-1) | attrs
-    ref = saint_drop(tokens, metric, **kw)
+    ref = saint_drop(tokens, metric, *as_rule(**kw))
     if nan:
         assert 3 not in ref.kept_index[0].tolist()
         assert all(len(set(row.tolist())) == row.numel() for row in ref.kept_index)  # no duplicate ranks
@@ -122,7 +124,7 @@ def test_per_sample_enqueue_build_and_runtime_phase_equal_reference(build, tmp_p
     metric[2, 100:] = torch.randn(97, 64)  # sample 2 is half redundant, half not
     tokens = torch.randn(4, 197, 24)
     mask = torch.arange(197)[None] < torch.tensor([197, 150, 197, 33])[:, None]
-    ref = saint_drop_per_sample(tokens, metric, mask, 0.75, 5, 10.0, 1, fixed_r)
+    ref = saint_drop_per_sample(tokens, metric, mask, LayerRule(threshold=0.75, k=5, gamma=10.0, fixed_r=fixed_r), 1)
     assert len(set(ref.mask.sum(1).tolist())) > 2
     write_case(tmp_path, tokens, metric, ref, fixed_r=fixed_r)
     mask.numpy().astype("<i4").tofile(tmp_path / "mask.i32")
@@ -135,7 +137,7 @@ def test_nan_scores_have_one_order_in_reference():
     metric = clustered(1, 41, 16, seed=3)
     metric[0, 1] = float("nan")
     metric[0, 7] = float("nan")
-    out = saint_drop(torch.randn(1, 41, 4), metric, 0.5, 1, 10.0, 1, 2)
+    out = saint_drop(torch.randn(1, 41, 4), metric, LayerRule(threshold=0.5, k=1, gamma=10.0, fixed_r=2), 1)
     assert out.r == 2 and sorted(out.kept_index[0].tolist()) == sorted(set(range(41)) - {1, 7})
 
 

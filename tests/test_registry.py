@@ -15,7 +15,7 @@ def test_required_aliases_exist_and_build_their_schedule():
 
     for alias in REQUIRED:
         cfg = resolve(alias)
-        assert timm.is_model(cfg.timm_name.split(".")[0]), cfg.timm_name
+        assert timm.is_model(cfg.name.split(".")[0]), cfg.name
         depth = {"vit_s16": 12, "vit_b16": 12, "vit_l16": 24, "vit_h14": 32, "deit_s": 12, "deit_b": 12, "deit3_h14": 32}[alias]
         sched = build_schedule(cfg.schedule, depth)
         assert sched.layers == list(range(depth // 2))  # published: first half of the blocks
@@ -24,7 +24,7 @@ def test_required_aliases_exist_and_build_their_schedule():
 
 def test_headline_model_is_vit_h14_at_224():
     cfg = resolve("vit_h14")
-    assert "huge_patch14" in cfg.timm_name and cfg.input_size == 224
+    assert "huge_patch14" in cfg.name and cfg.input_size == 224
 
 
 def test_variants_and_wildcards():
@@ -47,7 +47,7 @@ def test_unknown_model_suggests_close_names():
 
 
 def test_bad_fields_are_named(tmp_path):
-    with pytest.raises(ConfigError, match="'timm_name'"):
+    with pytest.raises(ConfigError, match="'name'"):
         config_from_mapping({"alias": "x"}, "x.yaml")
     with pytest.raises(ConfigError, match=r"unknown field.*colour"):
         config_from_mapping({"alias": "x", "timm_name": "vit_tiny_patch16_224", "colour": 1}, "x.yaml")
@@ -83,3 +83,17 @@ def test_layer_specs():
     assert parse_layers("0-2,7", 12) == [0, 1, 2, 7]
     assert parse_layers("none", 12) == []
     assert parse_layers("all", 3) == [0, 1, 2]
+
+
+def test_library_and_name_with_the_older_spelling_still_loading():
+    new = config_from_mapping({"alias": "x", "library": "transformers", "name": "google/vit-base-patch16-224"}, "x.yaml")
+    old = config_from_mapping({"alias": "x", "hf_name": "google/vit-base-patch16-224"}, "x.yaml")
+    assert new == old and new.is_hf and new.source_name == "hf:google/vit-base-patch16-224"
+    assert config_from_mapping({"alias": "x", "name": "vit_tiny_patch16_224"}, "x.yaml") == config_from_mapping(
+        {"alias": "x", "timm_name": "vit_tiny_patch16_224"}, "x.yaml")  # library defaults to timm
+    with pytest.raises(ConfigError, match="'library' must be one of"):
+        config_from_mapping({"alias": "x", "library": "keras", "name": "m"}, "x.yaml")
+    with pytest.raises(ConfigError, match="'library' goes with 'name'"):
+        config_from_mapping({"alias": "x", "library": "timm", "timm_name": "m"}, "x.yaml")
+    with pytest.raises(ConfigError, match="exactly one"):
+        config_from_mapping({"alias": "x", "name": "m", "timm_name": "m"}, "x.yaml")

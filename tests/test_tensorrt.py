@@ -24,12 +24,13 @@ def plugin_lib():
 
 
 def test_one_plugin_network_matches_reference(plugin_lib):
+    from helpers import one_plugin_case
     from trt_single_plugin import run_single_plugin
 
-    from helpers import one_plugin_case
+    from saint_export.reference.schedule import LayerRule
 
     tokens, metric, ref = one_plugin_case()
-    out, kept = run_single_plugin(tokens, metric, threshold=0.75, k=5, gamma=10.0, protected=1, fixed_r=-1)
+    out, kept = run_single_plugin(tokens, metric, LayerRule(), 1)
     assert torch.equal(kept, ref.kept_index)
     assert torch.equal(out, ref.tokens)
 

@@ -51,7 +51,7 @@ def test_cli_writes_a_config_every_command_accepts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.yaml").write_text("alias: tiny\ntimm_name: vit_tiny_patch16_224\nmodel_kwargs: {depth: 3}\n")
     run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)  # noqa: E731
-    res = run("tune", "tiny.yaml", "--layers", "0-1", "--target-flops", "1.3")
+    res = run("tune", "tiny.yaml", "--layers", "0-1", "--target-flops", "1.3", "--dynamic")
     assert res.exit_code == 0, res.output
     cfg = load_config_file(tmp_path / "out/tiny/tiny_tuned.yaml")
     assert cfg.schedule["layers"] == [0, 1] and len(cfg.schedule["threshold"]) == 2

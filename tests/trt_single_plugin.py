@@ -7,6 +7,8 @@ from typing import Any, Callable
 import numpy as np
 
 from saint_export.errors import MissingDependencyError, StageError
+from saint_export.export.opdef import ATTRIBUTES
+from saint_export.reference.schedule import LayerRule
 from saint_export.tensorrt.engine import polygraphy_trt, require_tensorrt
 from saint_export.tensorrt.plugins import load_plugin_library, require_plugin_library
 
@@ -37,15 +39,15 @@ def single_plugin_network(shapes: dict[str, tuple[int, ...]], fields: dict[str, 
     return network
 
 
-def run_single_plugin(tokens, metric, threshold: float, k: int, gamma: float, protected: int, fixed_r: int):
+def run_single_plugin(tokens, metric, rule: LayerRule, protected: int):
     """Build a one-plugin network with Polygraphy, run it with its TrtRunner: (tokens_out, kept_index) as torch tensors."""
     import torch  # noqa: PLC0415
 
     require_tensorrt()
     load_plugin_library(require_plugin_library())
     poly = polygraphy_trt()
-    fields = {"threshold": (threshold, "float"), "k": (k, "int"), "gamma": (gamma, "float"),
-              "protected": (protected, "int"), "fixed_r": (fixed_r, "int")}
+    values = {"threshold": rule.threshold, "k": rule.k, "gamma": rule.gamma, "protected": protected, "fixed_r": rule.fixed_r}
+    fields = {a.name: (values[a.name], a.kind) for a in ATTRIBUTES}
     network = single_plugin_network({"tokens": tuple(tokens.shape), "metric": tuple(metric.shape)}, fields)
     with poly.TrtRunner(poly.EngineFromNetwork(network)) as runner:
         out = runner.infer({"tokens": tokens.float().numpy(), "metric": metric.float().numpy()})

@@ -40,10 +40,10 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("needs a CUDA GPU", file=sys.stderr)
         return 5
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "tests")]
     import timm.models.vision_transformer as vt
 
-    from saint_export.tensorrt.kernels import KernelHarness, build_harness, find_harness
+    from kernel_harness import KernelHarness, build_harness, find_harness
     from saint_export.reference.rule import saint_drop
 
     lib = find_harness() or build_harness(Path(tempfile.mkdtemp()), extra=("-DSAINT_BUILD_PLUGIN=OFF",))

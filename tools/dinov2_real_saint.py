@@ -31,7 +31,7 @@ def main() -> None:
     from saint_export.reference.patch import transformers as hfpatch
     from saint_export.reference.schedule import build_schedule
 
-    cfg = ModelConfig(alias="dinov2_s14", timm_name="vit_small_patch14_dinov2", input_size=224)
+    cfg = ModelConfig(alias="dinov2_s14", name="vit_small_patch14_dinov2", input_size=224)
     pixels, names = gather_inputs(cfg, use_photos=True)
     hf = dw.transformers_model()
     tm = dw.timm_model(img_size=224)

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # kernel_harness: test scaffolding
 KERNELS = ROOT / "plugins" / "saint_token_drop" / "saintTokenDropKernels.cu"
 
 # name -> (text in the kernels, its buggy replacement, builds to try): tools/kernel_mutants.yaml
@@ -38,8 +39,8 @@ GRID_CASES = [
 
 RUN_GRID = """
 import sys, os, torch
-from saint_export import saint_drop
-from saint_export.tensorrt.kernels import KernelHarness
+from saint_export import LayerRule, saint_drop
+from kernel_harness import KernelHarness
 h = KernelHarness(sys.argv[1])
 for n, b, d, p, c, dtype, seed in CASES:
     os.environ["CUDA_CPU_SEED"] = str(seed)
@@ -48,8 +49,8 @@ for n, b, d, p, c, dtype, seed in CASES:
     metric = (torch.randn(8, d, generator=g)[torch.randint(0, 8, (b, n), generator=g)]
               + 0.15 * torch.randn(b, n, d, generator=g)).to(dt)
     tokens = torch.randn(b, n, c, generator=g).to(dt)
-    ref = saint_drop(tokens, metric, 0.75, 5, 10.0, p, -1)
-    out, kept, m = h.token_drop(tokens, metric, 0.75, 5, 10.0, p, -1)
+    ref = saint_drop(tokens, metric, LayerRule(), p)
+    out, kept, m = h.token_drop(tokens, metric, LayerRule(), p)
     case = (n, b, d, p, c, dtype, seed)
     if m != n - ref.r:
         sys.exit(f"{case}: M {m} vs reference {n - ref.r}")
@@ -70,7 +71,7 @@ def preload_for_sanitizer() -> str:
 
 def run_grid(lib: Path, sanitize: bool, timeout: float) -> tuple[bool, str]:
     """(passed, what happened) for the grid on ``lib`` in a fresh process."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     if sanitize:
         env.update(LD_PRELOAD=preload_for_sanitizer(), ASAN_OPTIONS="detect_leaks=0",
                    UBSAN_OPTIONS="halt_on_error=1")
@@ -91,7 +92,7 @@ def run_grid(lib: Path, sanitize: bool, timeout: float) -> tuple[bool, str]:
 def build(build_dir: Path, cu: Path, sanitize: bool) -> Path:
     """Build ``cu`` in ``build_dir`` (reused across mutants); the rewritten source and the library are
     removed first, so a library left from the previous mutant can never be tested by mistake."""
-    from saint_export.tensorrt.kernels import build_cpu_harness
+    from kernel_harness import build_cpu_harness
 
     generated = build_dir / "cuda_cpu" / "saint_kernels_cpu" / f"{cu.name}.cpp"
     for stale in (generated, build_dir / "libsaint_kernels_cpu.so"):

@@ -6,7 +6,11 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..tensorrt.sidecar import read_sidecar
-from ..tensorrt.triton import backend_config, triton_repository_from_engine, triton_repository_from_onnx
+from ..tensorrt.triton import (
+    backend_config,
+    triton_repository_from_engine,
+    triton_repository_from_onnx,
+)
 from .options import TritonOptions
 from .reports import FilesReport
 
@@ -22,8 +26,8 @@ def triton_repository(model: str | Path, options: TritonOptions) -> FilesReport:
         target = triton_repository_from_onnx(model, repo, options.name, options.max_batch or 8, options.instances, options.force)
         return FilesReport(f"Triton model: {target} (onnxruntime backend; config.pbtxt validated with Triton's ModelConfig)\n"
                            f"run: tritonserver --model-repository={repo.resolve()}", {"model": str(target)})
-    target = triton_repository_from_engine(model, repo, options.name, Path(options.plugin) if options.plugin else None,
-                                           options.max_batch, options.instances, options.force)
+    target = triton_repository_from_engine(model, repo, name=options.name, plugin_library=Path(options.plugin) if options.plugin else None,
+                                           max_batch=options.max_batch, instances=options.instances, force=options.force)
     flags = backend_config(read_sidecar(model), str(Path(target).resolve()))
     return FilesReport(f"Triton model: {target} (config.pbtxt validated with Triton's ModelConfig)\n"
                        + f"run: tritonserver --model-repository={repo.resolve()} {' '.join(flags)}".rstrip(), {"model": str(target)})

@@ -14,7 +14,13 @@ from ..io import check_writable, write_json
 from ..models.llava import build_llava, build_vision, require_llava
 from ..models.registry import resolve
 from ..verify.vision import validate_vision_with_inputs
-from .options import ArtifactSpec, BenchOptions, ExportOptions, ModelSpec, ValidateOptions
+from .options import (
+    ArtifactSpec,
+    BenchOptions,
+    ExportOptions,
+    ModelSpec,
+    ValidateOptions,
+)
 from .paths import artifact_paths, output_folder
 from .reports import ExportReport, FilesReport, ValidateReport
 
@@ -67,7 +73,8 @@ def run_vision(model: ModelSpec, export_options: ExportOptions, validate_options
                                         suffix="_vision")
     report_path = check_writable(validate_options.json or portable.parent / "vision_validation.json", force)
     built = build_vision(cfg, model.weights, model.checkpoint, overrides, model.seed)
-    result = vision_models_from_torch(built, portable, tensorrt, export_options.opset, export_options.fp16, force, progress)
+    result = vision_models_from_torch(built, portable, tensorrt, opset=export_options.opset, fp16=export_options.fp16, force=force,
+                                      progress=progress)
     s = built.saint
     how = (f"iterative drop to {s.keep} tokens, divisor {s.divisor}{', upstream quirk' if s.quirk else ''}" if s.rule == "iterative"
            else f"bipartite rule tau={s.threshold:g} K={s.k}")

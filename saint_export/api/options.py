@@ -103,8 +103,15 @@ class SearchOptions:
     force: bool = False
     batch: int = 8  # calibrate: the deployment batch size
     percentile: float = 50.0  # calibrate
-    target_flops: float | None = None  # tune
-    holdout_every: int = 4  # tune
+    target_flops: float | None = None  # tune: x fewer FLOPs than dense
+    target_speedup: float | None = None  # tune: x faster than dense, measured on ``backend`` at ``batch``
+    holdout_every: int = 4  # tune: every N-th image is held out of the search
+    holdout: str | None = None  # tune: a folder of held-out images instead
+    dynamic: bool = False  # tune: search tau (dynamic token counts) instead of fixed_r
+    backend: str = "ort"  # tune --target-speedup: where the speed is measured
+    device: str = "cpu"
+    min_cosine: float | None = None  # tune: held-out fidelity targets (mean and worst image), reported
+    min_worst_cosine: float | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from .options import (
     tolerance_option,
 )
 
-
 export_options = stack_options(
     out_option,
     click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 from ..api.llava import llava_from_spec

@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import click
 
-from ..errors import EXIT_CODES, ConfigError, InputError, SaintExportError
 from ..api.options import SCHEDULE_FIELDS, ModelSpec
+from ..errors import EXIT_CODES, ConfigError, InputError, SaintExportError
 from ..verify.compare import parse_tolerances
 
 INTERNAL_ERROR = 8

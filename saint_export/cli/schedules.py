@@ -5,8 +5,18 @@ from __future__ import annotations
 import click
 
 from .. import api
-from ..errors import ConfigError
-from .options import Progress, echo_report, force_option, images_option, model_options, model_spec, out_option, reports_errors
+from ..runtimes import registry
+from .options import (
+    Progress,
+    device_option,
+    echo_report,
+    force_option,
+    images_option,
+    model_options,
+    model_spec,
+    out_option,
+    reports_errors,
+)
 
 
 @click.command("calibrate")
@@ -35,23 +45,33 @@ def calibrate_cmd(*, image_dir, batch, percentile, out, force, **opts) -> None:
 @images_option
 @click.option("--target-flops", type=float, default=None, help="Reach at least this many x fewer FLOPs than dense.")
 @click.option("--target-speedup", type=float, default=None,
-              help="The same, read as a speedup (SAINT's speedup tracks its FLOP ratio: see the README's benchmarks).")
+              help="Reach this many x faster than dense, measured on --backend at --batch (static search only).")
+@click.option("--dynamic", is_flag=True, help="Search tau (data-dependent token counts) instead of fixed_r per block.")
+@click.option("--backend", type=click.Choice(registry.short_names()), default="ort", show_default=True,
+              help="Where --target-speedup is measured.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="The deployment batch size (--target-speedup).")
 @click.option("--holdout-every", type=click.IntRange(min=2), default=4, show_default=True,
-              help="Every N-th image is held out and only used for the report.")
+              help="Every N-th image is held out of the search and only used for the report.")
+@click.option("--holdout", type=click.Path(file_okay=False), default=None, help="A folder of held-out images instead.")
+@click.option("--min-cosine", type=float, default=None, help="Held-out mean cosine to dense the schedule should keep (reported).")
+@click.option("--min-worst-cosine", type=float, default=None, help="Held-out worst-image cosine it should keep (reported).")
+@device_option
 @out_option
 @force_option
 @reports_errors
-def tune_cmd(*, image_dir, target_flops, target_speedup, holdout_every, out, force, **opts) -> None:
-    """Search tau (one global value, then per layer) for the best fidelity to dense at a FLOP target.
+def tune_cmd(*, image_dir, target_flops, target_speedup, dynamic, backend, batch, holdout_every, holdout, min_cosine,
+             min_worst_cosine, device, out, force, **opts) -> None:
+    """Search a schedule for the best fidelity to dense at a cost target, reported on held-out images.
 
-    Prune which layers with --layers. Writes OUT/<alias>_tuned.yaml (a config every command accepts),
-    OUT/tune.json and OUT/tune.png (fidelity against FLOP ratio, the config's default marked), and
-    reports default / global / per-layer schedules on held-out images.
+    Static (default): fixed_r per block (all blocks may prune unless --layers says which), for
+    --target-flops, or for --target-speedup measured on --backend at --batch (a per-block latency
+    table predicts, the tuned schedule is then timed against dense). --dynamic: tau, one global value
+    then per layer, for --target-flops. Writes OUT/<alias>_tuned.yaml (a config every command
+    accepts), OUT/tune.json and OUT/tune.png.
     """
-
-    if (target_flops is None) == (target_speedup is None):
-        raise ConfigError("give exactly one of --target-flops and --target-speedup")
-    options = api.SearchOptions(image_dir, out, force, target_flops=target_flops or target_speedup, holdout_every=holdout_every)
+    options = api.SearchOptions(image_dir, out, force, batch=batch, target_flops=target_flops, target_speedup=target_speedup,
+                                holdout_every=holdout_every, holdout=holdout, dynamic=dynamic, backend=backend, device=device,
+                                min_cosine=min_cosine, min_worst_cosine=min_worst_cosine)
     echo_report(api.tune(model_spec(opts), options, Progress()))
 
 

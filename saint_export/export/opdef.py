@@ -58,6 +58,11 @@ MASK_TYPES = ["tensor(bool)", "tensor(int32)"]
 MAX_TOKENS = "max_tokens"  # TensorRT-lowered nodes: an upper bound on N (the size tensor's opt and upper)
 
 
+def attribute_values(fields) -> dict:
+    """The op's ``ATTRIBUTES`` read from ``fields`` (a mapping of the torch op's keyword arguments), typed."""
+    return {a.name: float(fields[a.name]) if a.kind == "float" else int(fields[a.name]) for a in ATTRIBUTES}
+
+
 def version_for(per_sample: bool) -> int:
     return SAMPLE_VERSION if per_sample else VERSION
 
@@ -111,13 +116,11 @@ def translation_table() -> dict:
     opset = onnxscript.values.Opset(DOMAIN, VERSION)
     opset2 = onnxscript.values.Opset(DOMAIN, SAMPLE_VERSION)
 
-    def saint_token_drop(tokens, metric, threshold, k, gamma, protected, fixed_r):
-        return opset.SaintTokenDrop(tokens, metric, threshold=float(threshold), k=int(k), gamma=float(gamma),
-                                    protected=int(protected), fixed_r=int(fixed_r), _num_outputs=2)
+    def saint_token_drop(tokens, metric, **fields):
+        return opset.SaintTokenDrop(tokens, metric, **attribute_values(fields), _num_outputs=2)
 
-    def saint_token_drop_sample(tokens, metric, mask, threshold, k, gamma, protected, fixed_r):
-        return opset2.SaintTokenDrop(tokens, metric, mask, threshold=float(threshold), k=int(k), gamma=float(gamma),
-                                     protected=int(protected), fixed_r=int(fixed_r), per_sample=1, _num_outputs=3)
+    def saint_token_drop_sample(tokens, metric, mask, **fields):
+        return opset2.SaintTokenDrop(tokens, metric, mask, **attribute_values(fields), per_sample=1, _num_outputs=3)
 
     from onnxscript.function_libs.torch_lib.ops.core import aten_sort
 

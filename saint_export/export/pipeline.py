@@ -17,7 +17,7 @@ from onnx_ir.passes import InvariantError, PassError
 from ..errors import ConfigError, StageError
 from ..io import check_writable, made_by_saint_export
 from ..models.build import BuiltModel
-from ..models.record import META_PREFIX
+from ..models.record import metadata_entries
 from . import passes
 from .fp16 import ConvertFloat16
 from .trace import onnx_from_torch
@@ -73,6 +73,7 @@ def onnx_models_from_torch(
     built: BuiltModel,
     portable_path: Path,
     tensorrt_path: Path | None,
+    *,
     batch: int = 2,
     opset: int = 18,
     pruned: bool = True,
@@ -111,7 +112,7 @@ def write_lowered(ir_model: ir.Model, portable_path: Path, tensorrt_path: Path |
     if fp16:
         progress("converting to float16 (SaintTokenDrop similarity stays float32)")
         run_passes(ConvertFloat16(), ir_model)
-    ir_model.metadata_props[META_PREFIX + "precision"] = "fp16" if fp16 else "fp32"
+    ir_model.metadata_props.update(metadata_entries(precision="fp16" if fp16 else "fp32"))
     stagings: list[Path] = []
     staged: list[tuple[Path, Path]] = []  # (staged file, final file)
     try:

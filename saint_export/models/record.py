@@ -27,8 +27,7 @@ _SEED = re.compile(r"random\(seed=(\d+)\)")
 
 def config_json(cfg: ModelConfig) -> dict[str, Any]:
     """The ModelConfig as a YAML-style mapping (variants resolved), so artifacts describe themselves."""
-    name = {"hf_name": cfg.hf_name} if cfg.hf_name else {"timm_name": cfg.timm_name}
-    return {"alias": cfg.alias, **name, "input_size": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
+    return {"alias": cfg.alias, "library": cfg.library, "name": cfg.name, "input_size": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
             "crop_pct": cfg.crop_pct, "protected": cfg.protected, "model_kwargs": dict(cfg.model_kwargs),
             "hub_weights": cfg.hub_weights, **({"weights": cfg.weights} if cfg.weights else {}), "schedule": dict(cfg.schedule),
             **({"llava": dict(cfg.llava)} if cfg.llava is not None else {})}
@@ -72,7 +71,7 @@ class ModelRecord:
 
     @classmethod
     def from_metadata(cls, props: Mapping[str, str], where: str) -> "ModelRecord":
-        meta = {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
+        meta = metadata(props)
         if "config" not in meta:
             raise InputError(f"{where} has no saint-export metadata; pass --model to say what it was exported from")
         try:
@@ -131,6 +130,21 @@ class ModelRecord:
             else:
                 raise InputError(f"{where} was exported from checkpoint {self.weights}, which is not here; pass --checkpoint")
         return weights or "random", checkpoint, int(seed.group(1)) if seed else 0
+
+
+def metadata(props: Mapping[str, str]) -> dict[str, str]:
+    """saint-export's own metadata entries of an artifact, without the key prefix."""
+    return {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """:func:`metadata` of an ONNX file (its external data unread)."""
+    return metadata({p.key: p.value for p in read_proto(Path(path)).metadata_props})
+
+
+def metadata_entries(**values: str) -> dict[str, str]:
+    """``values`` as ONNX metadata_props entries (keys prefixed), for what an artifact adds to its record."""
+    return {META_PREFIX + key: value for key, value in values.items()}
 
 
 def built_from_onnx(path: Path, model_name: str | None = None, checkpoint: str | None = None,

@@ -67,7 +67,7 @@ def _from_timm(name: str) -> ModelConfig | None:
     from timm.models import get_pretrained_cfg
 
     pcfg = get_pretrained_cfg(name, allow_unregistered=True)
-    data = {"alias": name, "timm_name": name, "description": f"timm model {name} (no saint-export config)"}
+    data = {"alias": name, "library": "timm", "name": name, "description": f"timm model {name} (no saint-export config)"}
     if pcfg is not None:
         data["input_size"] = int(pcfg.input_size[-1])
         data["mean"] = list(pcfg.mean)

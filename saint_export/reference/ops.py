@@ -13,6 +13,7 @@ import contextlib
 import torch
 
 from .rule import saint_drop, saint_drop_per_sample
+from .schedule import LayerRule
 
 NAMESPACE = "saint"
 OP_NAME = "token_drop"
@@ -21,17 +22,11 @@ SAMPLE_QUALNAME = f"{NAMESPACE}::{OP_NAME}_sample"
 
 
 @torch.library.custom_op(QUALNAME, mutates_args=())
-def token_drop(
-    tokens: torch.Tensor,
-    metric: torch.Tensor,
-    threshold: float,
-    k: int,
-    gamma: float,
-    protected: int,
-    fixed_r: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """tokens [B, N, C], metric [B, N, D] -> (tokens [B, M, C], kept_index [B, M] int64), M = N - r."""
-    out, kept, r = saint_drop(tokens, metric, threshold, k, gamma, protected, fixed_r)
+def token_drop(tokens: torch.Tensor, metric: torch.Tensor, *, threshold: float, k: int, gamma: float, protected: int,
+               fixed_r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens [B, N, C], metric [B, N, D] -> (tokens [B, M, C], kept_index [B, M] int64), M = N - r.
+    The rule's fields are keyword arguments: an op's schema holds primitives only."""
+    out, kept, r = saint_drop(tokens, metric, LayerRule(threshold, k, gamma, fixed_r), protected)
     # custom ops may not return a view of an input
     return (out.clone() if r == 0 else out), kept
 
@@ -44,7 +39,7 @@ def fixed_kept_count(n: int, protected: int, fixed_r: int) -> int:
 
 
 @token_drop.register_fake
-def _token_drop_fake(tokens, metric, threshold, k, gamma, protected, fixed_r):
+def _token_drop_fake(tokens, metric, *, threshold, k, gamma, protected, fixed_r):
     """The token count is a fresh symbolic size when voted; static when fixed_r and N are known."""
     batch, n, c = tokens.shape
     if fixed_r >= 0 and isinstance(n, int):
@@ -57,22 +52,14 @@ def _token_drop_fake(tokens, metric, threshold, k, gamma, protected, fixed_r):
 
 
 @torch.library.custom_op(SAMPLE_QUALNAME, mutates_args=())
-def token_drop_sample(
-    tokens: torch.Tensor,
-    metric: torch.Tensor,
-    mask: torch.Tensor,
-    threshold: float,
-    k: int,
-    gamma: float,
-    protected: int,
-    fixed_r: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def token_drop_sample(tokens: torch.Tensor, metric: torch.Tensor, mask: torch.Tensor, *, threshold: float, k: int, gamma: float,
+                      protected: int, fixed_r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """tokens [B, N, C], metric [B, N, D], mask [B, N] bool -> (tokens [B, M, C], kept_index [B, M], mask [B, M])."""
-    return tuple(saint_drop_per_sample(tokens, metric, mask, threshold, k, gamma, protected, fixed_r))
+    return tuple(saint_drop_per_sample(tokens, metric, mask, LayerRule(threshold, k, gamma, fixed_r), protected))
 
 
 @token_drop_sample.register_fake
-def _token_drop_sample_fake(tokens, metric, mask, threshold, k, gamma, protected, fixed_r):
+def _token_drop_sample_fake(tokens, metric, mask, *, threshold, k, gamma, protected, fixed_r):
     """M is the longest sample after its own vote: always a fresh symbolic size."""
     batch, n, c = tokens.shape
     m = torch.library.get_ctx().new_dynamic_size()
@@ -85,18 +72,22 @@ def _token_drop_sample_fake(tokens, metric, mask, threshold, k, gamma, protected
 _RECORDERS: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
 
 
-def op_token_drop(tokens, metric, threshold, k, gamma, protected, fixed_r):
+def _fields(rule: LayerRule, protected: int) -> dict:
+    return {"threshold": float(rule.threshold), "k": int(rule.k), "gamma": float(rule.gamma), "protected": int(protected),
+            "fixed_r": int(rule.fixed_r)}
+
+
+def op_token_drop(tokens, metric, rule: LayerRule, protected: int):
     """Call the registered op through the dispatcher (what traced graphs record)."""
-    out, kept = torch.ops.saint.token_drop(tokens, metric, float(threshold), int(k), float(gamma), int(protected), int(fixed_r))
+    out, kept = torch.ops.saint.token_drop(tokens, metric, **_fields(rule, protected))
     for rec in _RECORDERS:  # empty unless inside ``recording()`` (never while tracing)
         rec.append((out, kept))
     return out, kept
 
 
-def op_token_drop_sample(tokens, metric, mask, threshold, k, gamma, protected, fixed_r):
+def op_token_drop_sample(tokens, metric, mask, rule: LayerRule, protected: int):
     """Call ``saint::token_drop_sample`` through the dispatcher; recorded like :func:`op_token_drop`."""
-    out, kept, mask_out = torch.ops.saint.token_drop_sample(tokens, metric, mask, float(threshold), int(k), float(gamma),
-                                                            int(protected), int(fixed_r))
+    out, kept, mask_out = torch.ops.saint.token_drop_sample(tokens, metric, mask, **_fields(rule, protected))
     for rec in _RECORDERS:
         rec.append((out, kept))
     return out, kept, mask_out

@@ -2,7 +2,8 @@
 
 This file is the reference every other implementation of the toolkit (the
 torch custom op, the ONNX function, the CUDA kernels, the TensorRT plugin) is
-judged against. It depends on torch only.
+judged against. It depends on torch and the parameter record ``LayerRule``
+(threshold, k, gamma, fixed_r: the C++ side's ``TokenDropParams`` with P beside it).
 
 Differences from the official implementation (github ArmenJeddi/saint,
 ``ViT/saint/prune.py``), each chosen so the rule is deterministic and
@@ -36,6 +37,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+from .schedule import LayerRule
 
 EPS = 1e-12
 
@@ -109,25 +112,17 @@ def kept_positions(order: torch.Tensor, r: int, n: int, protected: int) -> torch
     return torch.cat([head, a_kept, b_all], dim=1)
 
 
-def saint_drop(
-    tokens: torch.Tensor,
-    metric: torch.Tensor,
-    threshold: float = 0.75,
-    k: int = 5,
-    gamma: float = 10.0,
-    protected: int = 1,
-    fixed_r: int = -1,
-) -> DropResult:
+def saint_drop(tokens: torch.Tensor, metric: torch.Tensor, rule: LayerRule = LayerRule(), protected: int = 1) -> DropResult:
     """Apply SAINT's drop step.
 
     Args:
         tokens: [B, N, C] hidden states after the attention residual, any float dtype.
         metric: [B, N, D] the block's attention keys averaged over heads.
-        threshold: tau, similarity at or above which an (a, b) edge counts.
-        k: K, an a-row votes for dropping when it has at least K edges.
-        gamma: sharpness of the score's exponential.
+        rule: the layer's parameters: ``threshold`` (tau, similarity at or above which an (a, b)
+            edge counts), ``k`` (an a-row votes for dropping when it has at least K edges),
+            ``gamma`` (sharpness of the score's exponential), ``fixed_r`` (-1 = vote; >= 0 = drop
+            exactly ``min(fixed_r, Na)``).
         protected: P leading tokens never dropped (class, distillation, registers).
-        fixed_r: -1 = vote; >= 0 = drop exactly ``min(fixed_r, Na)``.
 
     Returns:
         DropResult(tokens [B, N - r, C] in the input dtype, kept_index [B, N - r]
@@ -143,11 +138,11 @@ def saint_drop(
     if n - protected < 2:
         return identity
     scores = similarity(metric, protected)
-    cnt = row_counts(scores, threshold)
-    r = vote_r(cnt, k, fixed_r)
+    cnt = row_counts(scores, rule.threshold)
+    r = vote_r(cnt, rule.k, rule.fixed_r)
     if r == 0:
         return identity
-    score = row_scores(scores, cnt, threshold, gamma)
+    score = row_scores(scores, cnt, rule.threshold, rule.gamma)
     order = torch.sort(score, dim=-1, descending=True, stable=True).indices
     kept = kept_positions(order, r, n, protected)
     out = tokens.gather(1, kept.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
@@ -160,16 +155,8 @@ class MaskedDropResult(NamedTuple):
     mask: torch.Tensor  # [B, M] bool, True = a real token; each row is a prefix of Trues
 
 
-def saint_drop_per_sample(
-    tokens: torch.Tensor,
-    metric: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    threshold: float = 0.75,
-    k: int = 5,
-    gamma: float = 10.0,
-    protected: int = 1,
-    fixed_r: int = -1,
-) -> MaskedDropResult:
+def saint_drop_per_sample(tokens: torch.Tensor, metric: torch.Tensor, mask: torch.Tensor | None = None,
+                          rule: LayerRule = LayerRule(), protected: int = 1) -> MaskedDropResult:
     """SAINT's drop step with a per-sample vote (batch-invariant mode).
 
     Sample b holds ``n_b = mask[b].sum()`` real tokens, a prefix of its row (the
@@ -191,7 +178,7 @@ def saint_drop_per_sample(
     lengths = mask.sum(dim=1).tolist()
     if any(not bool(mask[b, :length].all()) for b, length in enumerate(lengths)):
         raise ValueError("mask rows must be a prefix of True values (real tokens first, then padding)")
-    runs = [saint_drop(tokens[b:b + 1, :length], metric[b:b + 1, :length], threshold, k, gamma, protected, fixed_r)
+    runs = [saint_drop(tokens[b:b + 1, :length], metric[b:b + 1, :length], rule, protected)
             for b, length in enumerate(lengths)]
     m = max((run.kept_index.shape[1] for run in runs), default=0)
     out = tokens.new_zeros(batch, m, channels)

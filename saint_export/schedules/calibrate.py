@@ -144,8 +144,9 @@ def config_yaml(built: BuiltModel, overrides: dict[str, Any], suffix: str, comma
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
-def write_calibration(path_yaml: Path, path_json: Path, path_png: Path, built: BuiltModel, report: CalibrationReport,
+def write_calibration(paths: tuple[Path, Path, Path], built: BuiltModel, report: CalibrationReport,
                       overrides: dict[str, Any], force: bool = False) -> None:
+    path_yaml, path_json, path_png = paths
     description = (f"{built.config.alias} with fixed_r calibrated at batch {report.batch} on {report.images} images "
                    f"(percentile {report.percentile:g}); static token dims")
     write_text(path_yaml, config_yaml(built, overrides, "calibrated", "calibrate", description), force)

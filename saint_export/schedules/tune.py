@@ -16,6 +16,7 @@ Everything is deterministic: no sampling, fixed order.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -148,7 +149,7 @@ def _refine(evaluate: Evaluator, start: Point, target: float, sweeps: int, progr
     return best
 
 
-def tune(built: BuiltModel, pixels: torch.Tensor, target: float, holdout_every: int = 4, steps: int = 12,
+def tune(built: BuiltModel, pixels: torch.Tensor, target: float, *, holdout_every: int = 4, steps: int = 12,
          sweeps: int = 2, progress: Callable[[str], None] = lambda s: None) -> tuple[TuneReport, dict[str, Any]]:
     """Returns the report and the tuned schedule as config ``schedule:`` overrides."""
     import time
@@ -176,8 +177,9 @@ def tune(built: BuiltModel, pixels: torch.Tensor, target: float, holdout_every: 
     return report, {"layers": built.schedule.layers, "threshold": tuned.thresholds}
 
 
-def write_tuning(path_yaml, path_json, path_png, built: BuiltModel, report: TuneReport, overrides: dict[str, Any],
+def write_tuning(paths: tuple[Path, Path, Path], built: BuiltModel, report: TuneReport, overrides: dict[str, Any],
                  force: bool = False) -> None:
+    path_yaml, path_json, path_png = paths
     description = (f"{built.config.alias} with tau tuned for {report.target_flop_ratio:g}x fewer FLOPs on "
                    f"{report.tune_images} images")
     write_text(path_yaml, config_yaml(built, overrides, "tuned", "tune", description), force)

@@ -116,7 +116,7 @@ def validate_config(text: str) -> Any:
     return config
 
 
-def triton_repository_from_engine(plan: Path, repo: Path, name: str | None = None, plugin_library: Path | None = None,
+def triton_repository_from_engine(plan: Path, repo: Path, *, name: str | None = None, plugin_library: Path | None = None,
                                   max_batch: int | None = None, instances: int = 1, force: bool = False) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.plan, libsaint_plugins.so}``; returns the model folder."""
 

@@ -67,7 +67,7 @@ def vit_flops(module: torch.nn.Module, traced: list[BlockTokens]) -> int:
         width = getattr(attn, "attn_dim", None) or attn_linears[0].out_features
         total += _linear_flops(attn_linears, n) + 2 * 2 * n * n * width  # projections, QK^T and AV
         if bt.prunes:
-            free = n - layer._saint_protected
+            free = n - int(getattr(layer, "_saint_protected", getattr(module, "_saint_protected", 0)))
             total += 2 * ((free + 1) // 2) * (free // 2) * _head_dim(attn, width)  # SAINT's similarity
         in_attn = {id(m) for m in attn.modules()}
         total += _linear_flops([m for m in layer.modules() if id(m) not in in_attn], bt.tokens_out)

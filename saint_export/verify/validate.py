@@ -9,35 +9,30 @@ Fidelity: top-1 agreement for classifiers, embedding cosine for backbones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..inputs import gather_inputs
 from ..models.build import BuiltModel
-from ..models.record import META_PREFIX
 from ..onnx_file import read_proto
 from ..reference.ops import recording
 from ..reference.patch import pruning
 from ..runtimes import registry
 from .analysis import dense_tokens, trace_tokens, vit_flops
 from .compare import (
-    DEFAULT_TOLERANCES,
-    FP16_TOLERANCES,
     ReportHead,
     agreement,
-    check_tolerance_names,
     describe_agreement,
-    index_note,
     output_rows,
     parse_tolerances,
 )
 from .invariance import FP16_INVARIANCE, TOLERANCE, batch_vs_alone
-from .runners import compare, function_runner, save_for_polygraphy
+from .comparison import DENSE, REFERENCE, TorchSide, compare_with_torch
+from .runners import save_for_polygraphy
 
 
 @dataclass
@@ -76,20 +71,14 @@ def drop_output_names(proto) -> list[str]:
 
 
 @torch.no_grad()
-def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor, names: list[str],
+def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor, names: list[str], *,
                   tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu",
                   backend: str = "onnxruntime") -> ValidationReport:
+    """A ViT's portable ONNX, run by ``backend``, against PyTorch on ``pixels``: logits, every
+    kept_index, tokens per layer, agreement, and (batch-invariant schedules) each sample vs alone."""
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise InputError(f"ONNX model {onnx_path} does not exist")
-    runtime = registry.get(backend, device)
-    proto = read_proto(onnx_path)
-    fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in proto.metadata_props)
-    tol = {**(FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES), **(tolerances or {})}
-    module = built.module
-    kept_names = drop_output_names(proto)
-    check_tolerance_names(tolerances or {}, ["logits", *kept_names])
-    traced: dict[str, Any] = {}
+    kept_names = drop_output_names(read_proto(onnx_path)) if onnx_path.is_file() else []
+    module, traced = built.module, {}
 
     def torch_saint(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with recording() as drops:
@@ -101,46 +90,45 @@ def validate_onnx(onnx_path: str | Path, built: BuiltModel, pixels: torch.Tensor
         with pruning(module, False):
             return {"logits": module(torch.from_numpy(feed["pixels"])).numpy()}
 
-    shape = tuple(pixels.shape[1:])
-    runners = [function_runner("torch SAINT", torch_saint, shape), function_runner("torch dense", torch_dense, shape),
-               runtime.runner(onnx_path, device, tuple(kept_names), runtime.name)]
-    # kept_index must be identical in fp32; in fp16 its differences are reported, not failed (shapes still must match)
-    index_tol = (float("inf"), 0.0) if fp16 else (0.0, 0.0)
-    outputs, found = compare(runners, {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT", skip=("torch dense",))
-    ours = runners[-1]
-    ref, dense, got, drops = outputs["torch SAINT"]["logits"], outputs["torch dense"]["logits"], outputs[ours.name], traced["drops"]
-    flop_ratio = vit_flops(module, dense_tokens(module, traced["blocks"][0].tokens_in)) / vit_flops(module, traced["blocks"])
-    checks = [found[ours.name]["logits"]]
-    failures = []
-    if len(kept_names) != len(drops):
-        failures.append(f"the ONNX model has {len(kept_names)} SaintTokenDrop nodes, PyTorch ran {len(drops)}")
-    for name, (_, kept) in zip(kept_names, drops):
-        check = found[ours.name][name]
-        checks.append(replace(check, atol=0.0, rtol=0.0, note=check.note or index_note(kept.numpy(), got[name], not fp16)))
+    result = compare_with_torch(onnx_path, TorchSide(torch_saint, torch_dense, "logits", tuple(kept_names)), pixels,
+                                tolerances=tolerances, device=device, backend=backend)
+    ref, dense, got, drops = result.outputs[REFERENCE]["logits"], result.outputs[DENSE]["logits"], result.got, traced["drops"]
     tokens_torch = [int(k.shape[1]) for _, k in drops]
     tokens_onnx = [int(got[name].shape[1]) for name in kept_names]
-    failures += [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
-    if tokens_torch != tokens_onnx:
-        failures.append("tokens kept per layer differ")
-    invariance = {}
-    if built.schedule.batch_invariant() and pixels.shape[0] > 1:
-        alone = runtime.activate(runtime.runner(onnx_path, device, (), runtime.name), onnx_path)
-        try:
-            invariance = {"torch": batch_vs_alone(lambda x: module(torch.from_numpy(x)).numpy(), pixels.numpy(), ref),
-                          "onnx": batch_vs_alone(lambda x: alone.infer({"pixels": x})["logits"], pixels.numpy(), got["logits"])}
-        finally:
-            alone.deactivate()
-        failures += [f"{k}: a sample in the batch differs from its run alone by {v:.2g}" for k, v in invariance.items()
-                     if v > (FP16_INVARIANCE if fp16 else TOLERANCE)]
+    failures = result.failures + _count_failures(kept_names, tokens_torch, tokens_onnx)
+    invariance = _batch_invariance(onnx_path, built, pixels, (ref, got["logits"]), device, backend) if (
+        built.schedule.batch_invariant() and pixels.shape[0] > 1) else {}
+    limit = FP16_INVARIANCE if result.fp16 else TOLERANCE
+    failures += [f"{k}: a sample in the batch differs from its run alone by {v:.2g}" for k, v in invariance.items() if v > limit]
     return ValidationReport(
-        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=runtime.describe(device), batch=int(pixels.shape[0]), inputs=names,
-        outputs=checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
+        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=result.provider, batch=int(pixels.shape[0]),
+        inputs=names, outputs=result.checks, tokens_torch=tokens_torch, tokens_onnx=tokens_onnx,
         onnx_vs_torch_saint=agreement(got["logits"], ref, built.classifier),
         onnx_vs_torch_dense=agreement(got["logits"], dense, built.classifier),
-        torch_saint_vs_dense=agreement(ref, dense, built.classifier), flop_ratio=flop_ratio, batch_vs_alone=invariance,
-        batch_vs_alone_tolerance=FP16_INVARIANCE if fp16 else TOLERANCE,
-        passed=not failures, failures=failures,
-    )
+        torch_saint_vs_dense=agreement(ref, dense, built.classifier),
+        flop_ratio=vit_flops(module, dense_tokens(module, traced["blocks"][0].tokens_in)) / vit_flops(module, traced["blocks"]),
+        batch_vs_alone=invariance, batch_vs_alone_tolerance=limit, passed=not failures, failures=failures)
+
+
+def _count_failures(kept_names: list[str], tokens_torch: list[int], tokens_onnx: list[int]) -> list[str]:
+    failures = []
+    if len(kept_names) != len(tokens_torch):
+        failures.append(f"the ONNX model has {len(kept_names)} SaintTokenDrop nodes, PyTorch ran {len(tokens_torch)}")
+    if tokens_torch != tokens_onnx:
+        failures.append("tokens kept per layer differ")
+    return failures
+
+
+def _batch_invariance(onnx_path: Path, built: BuiltModel, pixels: torch.Tensor, batched: tuple[np.ndarray, np.ndarray],
+                      device: str, backend: str) -> dict[str, float]:
+    """Each sample of the batch against its run alone, in PyTorch and in the runtime (``batched``: their batch outputs)."""
+    runtime = registry.get(backend, device)
+    alone = runtime.activate(runtime.runner(onnx_path, device, (), runtime.name), onnx_path)
+    try:
+        return {"torch": batch_vs_alone(lambda x: built.module(torch.from_numpy(x)).numpy(), pixels.numpy(), batched[0]),
+                "onnx": batch_vs_alone(lambda x: alone.infer({"pixels": x})["logits"], pixels.numpy(), batched[1])}
+    finally:
+        alone.deactivate()
 
 
 def validate_with_inputs(onnx_path: Path, built: BuiltModel, *, image_dir: str | None = None, batch: int = 8,
@@ -153,7 +141,7 @@ def validate_with_inputs(onnx_path: Path, built: BuiltModel, *, image_dir: str |
     tolerances = parse_tolerances(tol)
     pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
     progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
-    report = validate_onnx(onnx_path, built, pixels, names, tolerances, device, backend)
+    report = validate_onnx(onnx_path, built, pixels, names, tolerances=tolerances, device=device, backend=backend)
     if polygraphy_dir is not None:
         with torch.no_grad():
             reference = built.module(pixels).numpy()

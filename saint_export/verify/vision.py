@@ -5,30 +5,22 @@ embeddings stay to stock LLaVA's (cosine of the mean-pooled embedding per image)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..inputs import gather_inputs
 from ..models.llava import BuiltVision
-from ..models.record import META_PREFIX
-from ..onnx_file import read_proto
 from ..reference.patch import pruning
-from ..runtimes import registry
 from .compare import (
-    DEFAULT_TOLERANCES,
-    FP16_TOLERANCES,
     ReportHead,
-    check_tolerance_names,
-    index_note,
     output_rows,
     parse_tolerances,
 )
-from .runners import compare, function_runner
+from .comparison import DENSE, TorchSide, compare_with_torch
 
 EMBEDS, KEPT = "image_embeds", "kept_index"
 
@@ -63,17 +55,11 @@ def _pooled_cosine(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Tensor, names: list[str],
+def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Tensor, names: list[str], *,
                     tolerances: dict[str, tuple[float, float]] | None = None, device: str = "cpu",
                     backend: str = "onnxruntime") -> VisionReport:
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise InputError(f"ONNX model {onnx_path} does not exist")
-    runtime = registry.get(backend, device)
-    fp16 = any(p.key == META_PREFIX + "precision" and p.value == "fp16" for p in read_proto(onnx_path).metadata_props)
-    base = FP16_TOLERANCES if fp16 else DEFAULT_TOLERANCES
-    tol = {EMBEDS: base["logits"], **(tolerances or {})}
-    check_tolerance_names(tolerances or {}, [EMBEDS, KEPT])
+    """A LLaVA vision encoder's portable ONNX, run by ``backend``, against PyTorch: image_embeds,
+    kept_index, image tokens per image and closeness to stock LLaVA."""
     encoder = built.module
 
     def torch_saint(feed):
@@ -84,23 +70,14 @@ def validate_vision(onnx_path: str | Path, built: BuiltVision, pixels: torch.Ten
         with pruning(encoder.tower, False):
             return {EMBEDS: encoder(torch.from_numpy(feed["pixels"]))[0].numpy()}
 
-    shape = tuple(pixels.shape[1:])
-    runners = [function_runner("torch SAINT", torch_saint, shape), function_runner("torch dense", torch_dense, shape),
-               runtime.runner(onnx_path, device, (), runtime.name)]
-    index_tol = (float("inf"), 0.0) if fp16 else (0.0, 0.0)
-    outputs, found = compare(runners, {"pixels": pixels.numpy()}, {**tol, "": index_tol}, "torch SAINT", skip=("torch dense",))
-    ours = runners[-1].name
-    ref, got, dense = outputs["torch SAINT"], outputs[ours], outputs["torch dense"][EMBEDS]
-    kept_check = found[ours][KEPT]
-    if kept_check.ref_shape == kept_check.got_shape:
-        kept_check = replace(kept_check, atol=0.0, rtol=0.0, note=kept_check.note or index_note(ref[KEPT], got[KEPT], not fp16))
-    checks = [found[ours][EMBEDS], kept_check]
-    failures = [f"{c.name}: {c.note or 'outside tolerance'}" for c in checks if not c.passed]
+    result = compare_with_torch(onnx_path, TorchSide(torch_saint, torch_dense, EMBEDS, (KEPT,)), pixels,
+                                tolerances=tolerances, device=device, backend=backend)
+    got, dense = result.got, result.outputs[DENSE][EMBEDS]
     return VisionReport(
-        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=runtime.describe(device),
-        batch=int(pixels.shape[0]), inputs=names, outputs=checks, tokens_dense=int(dense.shape[1]),
+        model=built.config.alias, weights=built.weights, onnx=str(onnx_path), provider=result.provider,
+        batch=int(pixels.shape[0]), inputs=names, outputs=result.checks, tokens_dense=int(dense.shape[1]),
         tokens_saint=int(got[EMBEDS].shape[1]), layers_run=encoder.used, depth=len(encoder.tower.encoder.layers),
-        pooled_cosine=_pooled_cosine(got[EMBEDS], dense), passed=not failures, failures=failures)
+        pooled_cosine=_pooled_cosine(got[EMBEDS], dense), passed=not result.failures, failures=result.failures)
 
 
 def validate_vision_with_inputs(onnx_path: Path, built: BuiltVision, *, image_dir: str | None = None, batch: int = 8,
@@ -110,4 +87,4 @@ def validate_vision_with_inputs(onnx_path: Path, built: BuiltVision, *, image_di
 
     pixels, names = gather_inputs(built.config, image_dir=image_dir, batch=batch)
     progress(f"validating {onnx_path} against PyTorch on {len(names)} images")
-    return validate_vision(onnx_path, built, pixels, names, parse_tolerances(tol), device, backend)
+    return validate_vision(onnx_path, built, pixels, names, tolerances=parse_tolerances(tol), device=device, backend=backend)

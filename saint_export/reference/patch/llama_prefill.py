@@ -38,6 +38,7 @@ import torch
 from ...errors import ConfigError
 from ..llava_saint import PrefillRule
 from ..rule import saint_drop
+from ..schedule import LayerRule
 
 ATTENTION = ("sdpa", "eager")
 
@@ -254,7 +255,7 @@ class _Prefill:
         for b in range(hidden.shape[0]):
             where = torch.nonzero(self.is_image[b] & self.valid[b]).squeeze(1)
             metric = keys[b:b + 1, where]
-            survivors = saint_drop(metric, metric, rule.threshold, rule.k, rule.gamma, protected=0).kept_index[0]
+            survivors = saint_drop(metric, metric, LayerRule(threshold=rule.threshold, k=rule.k, gamma=rule.gamma), 0).kept_index[0]
             keep[b, where[survivors]] = True
             kept.append(int(survivors.numel()))
         t = hidden.shape[1]

@@ -94,7 +94,7 @@ class _SaintBlockMixin:
             raise ValueError("SAINT pruning cannot be combined with an attention mask")
         out, metric = attention_with_metric(self.attn, self.norm1(x))
         x = x + self.drop_path1(self.ls1(out))
-        x, _ = op_token_drop(x, metric, rule.threshold, rule.k, rule.gamma, self._saint_protected, rule.fixed_r)
+        x, _ = op_token_drop(x, metric, rule, self._saint_protected)
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
     def forward_masked(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +105,7 @@ class _SaintBlockMixin:
         x = x + self.drop_path1(self.ls1(out))
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        x, _, mask = op_token_drop_sample(x, metric, mask, rule.threshold, rule.k, rule.gamma, self._saint_protected, rule.fixed_r)
+        x, _, mask = op_token_drop_sample(x, metric, mask, rule, self._saint_protected)
         return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x)))), mask
 
 

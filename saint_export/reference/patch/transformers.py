@@ -35,6 +35,8 @@ Masks: with pruning on, no attention mask reaches any layer. transformers materi
 all-true mask while ``torch.export`` traces (it skips it in eager mode), and it would no longer fit
 after a drop; a mask the *caller* gives (seen by a pre-hook on the base model) is refused.
 
+A new family is one ``@family(...)`` on the layer mixin that prunes it.
+
 Refused with a ConfigError (one line): unsupported classes or layers, schedules naming missing
 layers, a caller's attention mask and ``output_attentions`` while pruning.
 
@@ -47,7 +49,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
 
 import torch
 
@@ -74,37 +77,47 @@ __all__ = ["apply_patch", "remove_patch", "set_pruning", "pruning", "is_patched"
 
 # --------------------------------------------------------------------------- supported classes
 
+@dataclass(frozen=True)
+class Family:
+    """One transformers model family SAINT patches: where its classes live, how to reach its encoder
+    layers, how many leading tokens it protects, and the layer forward (``mixin``) that prunes."""
+
+    module: str  # transformers.models.<module>
+    models: Mapping[str, str | None]  # top-level class -> attribute holding the base model (None: itself)
+    layer: str  # encoder layer class
+    attention: str  # its attention class (must call k_proj once)
+    layers: Callable[[torch.nn.Module], torch.nn.ModuleList]  # base model -> encoder layers
+    protected: Callable[[torch.nn.Module], int]
+    mixin: type
+
+
+FAMILIES: list[Family] = []
+
+
+def family(module: str, models: Mapping[str, str | None], *, layer: str, attention: str,
+           layers: Callable[[torch.nn.Module], torch.nn.ModuleList], protected: Callable[[torch.nn.Module], int] = lambda m: 1):
+    """Register the decorated layer mixin for one family (a mixin may serve several)."""
+    def register(mixin: type) -> type:
+        FAMILIES.append(Family(module, dict(models), layer, attention, layers, protected, mixin))
+        return mixin
+    return register
+
+
 def _cls(module: str, name: str):
     return getattr(importlib.import_module(f"transformers.models.{module}"), name)
 
 
-def _registry() -> list[tuple[type, Callable[[torch.nn.Module], torch.nn.Module], Callable[[torch.nn.Module], torch.nn.ModuleList], Callable[[torch.nn.Module], int]]]:
-    """(top-level class, base model getter, layer list getter, protected count)."""
-    one = lambda m: 1  # noqa: E731
-    return [
-        (_cls("vit", "ViTModel"), lambda m: m, lambda b: b.layers, one),
-        (_cls("vit", "ViTForImageClassification"), lambda m: m.vit, lambda b: b.layers, one),
-        (_cls("deit", "DeiTModel"), lambda m: m, lambda b: b.layers, lambda m: 2),
-        (_cls("deit", "DeiTForImageClassification"), lambda m: m.deit, lambda b: b.layers, lambda m: 2),
-        (_cls("deit", "DeiTForImageClassificationWithTeacher"), lambda m: m.deit, lambda b: b.layers, lambda m: 2),
-        (_cls("dinov2", "Dinov2Model"), lambda m: m, lambda b: b.encoder.layer, one),
-        (_cls("dinov2", "Dinov2ForImageClassification"), lambda m: m.dinov2, lambda b: b.encoder.layer, one),
-        (_cls("dinov2_with_registers", "Dinov2WithRegistersModel"), lambda m: m, lambda b: b.encoder.layer,
-         lambda m: 1 + int(m.config.num_register_tokens)),
-        (_cls("dinov2_with_registers", "Dinov2WithRegistersForImageClassification"), lambda m: m.dinov2_with_registers,
-         lambda b: b.encoder.layer, lambda m: 1 + int(m.config.num_register_tokens)),
-        (_cls("clip", "CLIPVisionModel"), lambda m: m, lambda b: b.encoder.layers, one),
-        (_cls("clip", "CLIPVisionModelWithProjection"), lambda m: m.vision_model, lambda b: b.encoder.layers, one),
-        (_cls("siglip", "SiglipVisionModel"), lambda m: m, lambda b: b.encoder.layers, lambda m: 0),
-    ]
+def _supported() -> list[tuple[type, Family, str | None]]:
+    """(top-level class, its family, base-model attribute) for every registered class."""
+    return [(_cls(f.module, name), f, base) for f in FAMILIES for name, base in f.models.items()]
 
 
 def _find(model: torch.nn.Module):
     inner = model.model if isinstance(model, TensorOutput) else model
-    for cls, base, layers, protected in _registry():
+    for cls, fam, base in _supported():
         if type(inner) is cls:
-            return inner, layers(base(inner)), protected(inner)
-    names = ", ".join(c.__name__ for c, *_ in _registry())
+            return inner, fam.layers(getattr(inner, base) if base else inner), fam.protected(inner)
+    names = ", ".join(cls.__name__ for cls, _, _ in _supported())
     raise ConfigError(f"SAINT's transformers patch supports {names}; not {type(inner).__name__}")
 
 
@@ -190,7 +203,7 @@ class _SaintLayerMixin:
         if drop is not None:
             x = drop(x, metric)
         else:
-            x, _ = op_token_drop(x, metric, rule.threshold, rule.k, rule.gamma, self._saint_protected, rule.fixed_r)
+            x, _ = op_token_drop(x, metric, rule, self._saint_protected)
         if torch.compiler.is_exporting():
             # transformers' SDPA wrapper branches on ``q_length > 1``; the kept count is a fresh
             # symbol, so tell the tracer. True whenever N - P >= 4: M >= P + (N - P) // 2.
@@ -212,7 +225,11 @@ class _SaintLayerMixin:
         return out, keys.mean(1)
 
 
-class _ViTLayer(_SaintLayerMixin):  # ViTLayer, DeiTLayer
+@family("vit", {"ViTModel": None, "ViTForImageClassification": "vit"}, layer="ViTLayer", attention="ViTAttention",
+        layers=lambda b: b.layers)
+@family("deit", {"DeiTModel": None, "DeiTForImageClassification": "deit", "DeiTForImageClassificationWithTeacher": "deit"},
+        layer="DeiTLayer", attention="DeiTAttention", layers=lambda b: b.layers, protected=lambda m: 2)
+class _ViTLayer(_SaintLayerMixin):
     def _saint_attention_half(self, x, kwargs):
         out, metric = self._saint_attend(self.layernorm_before(x), self.attention, kwargs)
         return self.dropout(out) + x, metric
@@ -221,7 +238,12 @@ class _ViTLayer(_SaintLayerMixin):  # ViTLayer, DeiTLayer
         return self.dropout(self.mlp(self.layernorm_after(x))) + x
 
 
-class _Dinov2Layer(_SaintLayerMixin):  # Dinov2Layer, Dinov2WithRegistersLayer
+@family("dinov2", {"Dinov2Model": None, "Dinov2ForImageClassification": "dinov2"}, layer="Dinov2Layer",
+        attention="Dinov2Attention", layers=lambda b: b.encoder.layer)
+@family("dinov2_with_registers", {"Dinov2WithRegistersModel": None, "Dinov2WithRegistersForImageClassification": "dinov2_with_registers"},
+        layer="Dinov2WithRegistersLayer", attention="Dinov2WithRegistersAttention", layers=lambda b: b.encoder.layer,
+        protected=lambda m: 1 + int(m.config.num_register_tokens))
+class _Dinov2Layer(_SaintLayerMixin):
     def _saint_attention_half(self, x, kwargs):
         out, metric = self._saint_attend(self.norm1(x), self.attention, kwargs)
         return self.drop_path(self.layer_scale1(out)) + x, metric
@@ -230,7 +252,11 @@ class _Dinov2Layer(_SaintLayerMixin):  # Dinov2Layer, Dinov2WithRegistersLayer
         return self.drop_path(self.layer_scale2(self.mlp(self.norm2(x)))) + x
 
 
-class _CLIPLayer(_SaintLayerMixin):  # CLIPEncoderLayer, SiglipEncoderLayer
+@family("clip", {"CLIPVisionModel": None, "CLIPVisionModelWithProjection": "vision_model"}, layer="CLIPEncoderLayer",
+        attention="CLIPAttention", layers=lambda b: b.encoder.layers)
+@family("siglip", {"SiglipVisionModel": None}, layer="SiglipEncoderLayer", attention="SiglipAttention",
+        layers=lambda b: b.encoder.layers, protected=lambda m: 0)
+class _CLIPLayer(_SaintLayerMixin):
     def _saint_attention_half(self, x, kwargs):
         out, metric = self._saint_attend(self.layer_norm1(x), self.self_attn, kwargs)
         return x + out, metric
@@ -239,17 +265,12 @@ class _CLIPLayer(_SaintLayerMixin):  # CLIPEncoderLayer, SiglipEncoderLayer
         return x + self.mlp(self.layer_norm2(x))
 
 
-_MIXINS = {"ViTLayer": _ViTLayer, "DeiTLayer": _ViTLayer, "Dinov2Layer": _Dinov2Layer,
-           "Dinov2WithRegistersLayer": _Dinov2Layer, "CLIPEncoderLayer": _CLIPLayer, "SiglipEncoderLayer": _CLIPLayer}
-_ATTN_CLASSES = {"ViTLayer": "ViTAttention", "DeiTLayer": "DeiTAttention", "Dinov2Layer": "Dinov2Attention",
-                 "Dinov2WithRegistersLayer": "Dinov2WithRegistersAttention", "CLIPEncoderLayer": "CLIPAttention",
-                 "SiglipEncoderLayer": "SiglipAttention"}
 _SAINT_CLASSES: dict[type, type] = {}
 
 
 def _saint_class(layer_cls: type) -> type:
     if layer_cls not in _SAINT_CLASSES:
-        mixin = _MIXINS[layer_cls.__name__]
+        mixin = next(f.mixin for f in FAMILIES if f.layer == layer_cls.__name__)
         _SAINT_CLASSES[layer_cls] = type(f"Saint{layer_cls.__name__}", (mixin, layer_cls), {"_saint_original": layer_cls})
     return _SAINT_CLASSES[layer_cls]
 
@@ -261,7 +282,7 @@ def _attention_of(layer: torch.nn.Module) -> torch.nn.Module | None:
 
 def _check_layer(i: int, layer: torch.nn.Module) -> torch.nn.Module:
     name = type(layer).__name__
-    attn_name = _ATTN_CLASSES.get(name)
+    attn_name = next((f.attention for f in FAMILIES if f.layer == name), None)
     attn = _attention_of(layer)
     if attn_name is None or type(attn).__name__ != attn_name or not isinstance(getattr(attn, "k_proj", None), torch.nn.Linear):
         raise ConfigError(f"layer {i} ({name} with {type(attn).__name__}) is not a supported transformers layer; SAINT's patch cannot prune it")
@@ -309,7 +330,6 @@ def apply_patch(model: torch.nn.Module, schedule: Schedule | None = None, protec
     return model
 
 
-
 def _set_pruning(model: torch.nn.Module, enabled: bool) -> None:
     """transformers half of :func:`set_pruning` (called through the shared helper)."""
     model._saint_state.enabled = bool(enabled)
@@ -317,9 +337,9 @@ def _set_pruning(model: torch.nn.Module, enabled: bool) -> None:
 
 def _base_of(model: torch.nn.Module) -> torch.nn.Module:
     inner = model.model if isinstance(model, TensorOutput) else model
-    for cls, base, _, _ in _registry():
+    for cls, _, base in _supported():
         if type(inner) is cls:
-            return base(inner)
+            return getattr(inner, base) if base else inner
     raise ConfigError(f"not a supported transformers model: {type(inner).__name__}")
 
 
