@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from conftest import TINY_SCHEDULES
 from helpers import TINY, redundant_batch
+
 from saint_export.errors import ConfigError, InputError, MissingDependencyError
 from saint_export.models.build import build_model
 from saint_export.reference.ops import recording
@@ -103,7 +103,7 @@ def test_compiled_in_f32_not_bf16(tiny_lowered):
     runner = ov_runtime.openvino_runner(portable(tiny_lowered, "vote"))
     with runner:
         assert runner.compiled.get_property("INFERENCE_PRECISION_HINT") == openvino_module().Type.f32
-        assert list(runner.get_input_metadata()["pixels"].shape) == [-1, 3, 224, 224]
+        assert list(runner.get_input_metadata(use_numpy_dtypes=False)["pixels"].shape) == [-1, 3, 224, 224]
 
 
 def test_lowering_inlines_the_function_and_exposes_kept_index(tiny_lowered):
@@ -114,6 +114,18 @@ def test_lowering_inlines_the_function_and_exposes_kept_index(tiny_lowered):
     assert [o.name for o in proto.graph.output] == ["logits", *kept_names]
     with pytest.raises(ConfigError, match="no value named 'kept_index_block9'"):
         ov_runtime.lowered_for_openvino(path, ("kept_index_block9",))
+
+
+@needs_openvino
+def test_a_model_over_the_protobuf_limit_goes_through_a_temporary_copy_beside_it(tiny_lowered, pixels, monkeypatch):
+    path = portable(tiny_lowered, "vote")
+    before = sorted(path.parent.iterdir())
+    monkeypatch.setattr(ov_runtime, "PROTOBUF_LIMIT", 0)
+    with ov_runtime.openvino_runner(path, extra_outputs=("kept_index_block0",)) as runner:
+        assert sorted(path.parent.iterdir()) == before  # the copy and its .data are gone once read
+        got = runner.infer({"pixels": pixels[:2].numpy()})
+    ort = ort_session(path, "cpu", ("kept_index_block0",)).run(["logits", "kept_index_block0"], {"pixels": pixels[:2].numpy()})
+    assert np.abs(got["logits"] - ort[0]).max() <= ORT_TOL and np.array_equal(got["kept_index_block0"], ort[1])
 
 
 @needs_openvino

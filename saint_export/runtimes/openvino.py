@@ -110,8 +110,6 @@ def read_openvino_model(core, path: Path, extra_outputs: tuple[str, ...] = ()):
         finally:
             for f in (Path(tmp), Path(tmp).with_name(data)):
                 f.unlink(missing_ok=True)
-    except (InputError, ConfigError):
-        raise
     except Exception as exc:
         raise InputError(f"OpenVINO cannot read {path}: {first_error_line(exc)}") from None
 
