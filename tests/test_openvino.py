@@ -20,8 +20,8 @@ from saint_export.models.build import build_model
 from saint_export.reference.ops import recording
 from saint_export.runtimes import openvino as ov_runtime
 from saint_export.runtimes.openvino import openvino_module
-from saint_export.verify.backends import ort_session
-from saint_export.verify.runners import compare, function_runner, ort_runner
+from saint_export.runtimes.onnxruntime import ort_runner, ort_session
+from saint_export.verify.runners import compare, function_runner
 from saint_export.verify.validate import drop_output_names
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
@@ -165,3 +165,33 @@ def test_missing_openvino_says_how_to_install(tiny_lowered, monkeypatch):
         with pytest.raises(MissingDependencyError, match=r"pip install 'saint-export\[openvino\]'") as info:
             call()
         assert "\n" not in str(info.value)
+
+
+@needs_openvino
+def test_validate_check_and_bench_take_backend_openvino(tiny_lowered, tmp_path, monkeypatch):
+    """The registry is the only wiring: validate compares OpenVINO's logits and every kept_index with
+    PyTorch, check puts it beside onnxruntime, bench times it dense vs SAINT."""
+    import json
+
+    from click.testing import CliRunner
+
+    from saint_export.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
+    path = str(portable(tiny_lowered, "vote"))
+    res = run("validate", path, "--backend", "openvino", "--batch", "4", "--json", "v.json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(Path("v.json").read_text())
+    assert report["provider"] == "OpenVINO CPU (f32)" and report["passed"] and report["tokens_torch"] == report["tokens_onnx"]
+    assert {o["name"] for o in report["outputs"]} == {"logits", *drop_output_names(onnx.load(path, load_external_data=False))}
+    res = run("check", path, "--backend", "onnxruntime", "--backend", "openvino", "--batch", "2", "--json", "c.json")
+    assert res.exit_code == 0, res.output
+    assert [r["backend"] for r in json.loads(Path("c.json").read_text())["comparison"]["rows"]] == ["onnxruntime", "openvino"]
+    Path("t.yaml").write_text("alias: t\nname: vit_tiny_patch16_224\nmodel_kwargs: {depth: 2}\n")
+    res = run("bench", "t.yaml", "--backend", "openvino", "--batch", "1", "--iters", "2", "--min-seconds", "0")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(Path("out/t/bench.json").read_text())["summary"]
+    assert [(r["backend"], r["batch"]) for r in rows] == [("openvino", 1)]
+    res = run("validate", path, "--backend", "openvino", "--device", "cuda")
+    assert res.exit_code == 3 and "runs on cpu" in res.output

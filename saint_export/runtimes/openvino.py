@@ -1,6 +1,6 @@
 """OpenVINO (CPU) as a runtime for the portable ONNX model: a Polygraphy runner like onnxruntime's.
 
-What differs from onnxruntime (``saint_export.verify.backends.ort_session``):
+What differs from onnxruntime (``saint_export.runtimes.onnxruntime``):
 
 * the SaintTokenDrop ONNX function is inlined first (``onnx.inliner.inline_local_functions``):
   OpenVINO's ONNX frontend refuses model-local functions ("No conversion rule found for operations:
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError, MissingDependencyError
-from ..verify.backends import require_portable
-from ..verify.runners import quiet_polygraphy
+from ..polygraphy_log import quiet_polygraphy
+from .base import Artifacts, Runtime
+from .onnxruntime import require_portable
 
 PRECISION = {"INFERENCE_PRECISION_HINT": "f32"}
 """Compile configuration: f32, never OpenVINO's bf16 default (see the module docstring)."""
@@ -77,7 +78,7 @@ def lowered_for_openvino(path: Path, extra_outputs: tuple[str, ...] = ()):
         proto = onnx.load(str(path), load_external_data=True)
     except Exception as exc:
         raise InputError(f"cannot read ONNX model {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    require_portable(proto, path)
+    require_portable(proto, path, "OpenVINO")
     proto = onnx.inliner.inline_local_functions(proto)
     have = {o.name for o in proto.graph.output}
     produced = {out for node in proto.graph.node for out in node.output}
@@ -178,3 +179,15 @@ def openvino_runner(path: Path, device: str = "cpu", extra_outputs: tuple[str, .
             return out
 
     return OpenVinoRunner(name=name)
+
+
+def _artifact(artifacts: Artifacts, variant: str, max_batch: int) -> Path:
+    return artifacts.portable(variant)
+
+
+def _require() -> None:
+    openvino_module()
+
+
+RUNTIME = Runtime("openvino", "openvino", ".onnx", openvino_runner, lambda device: "OpenVINO CPU (f32)", require=_require,
+                  artifact=_artifact, devices=("cpu",))

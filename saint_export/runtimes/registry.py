@@ -4,10 +4,10 @@ runtime up here; adding one is a module with a ``RUNTIME`` and a line below."""
 from __future__ import annotations
 
 from ..errors import ConfigError
-from . import onnxruntime, tensorrt
+from . import onnxruntime, openvino, tensorrt
 from .base import Runtime
 
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in (onnxruntime.RUNTIME, tensorrt.RUNTIME)}
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (onnxruntime.RUNTIME, tensorrt.RUNTIME, openvino.RUNTIME)}
 
 
 def names(suffix: str | None = None) -> list[str]:
