@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import Progress, build_from_options, force_option, images_option, model_options, out_option, reports_errors
+from .options import Number, Progress, build_from_options, force_option, images_option, model_options, out_option, reports_errors
 
 
 def _search(opts, image_dir, out, force, names: tuple[str, str], search, write) -> None:
@@ -13,10 +13,12 @@ def _search(opts, image_dir, out, force, names: tuple[str, str], search, write) 
     from ..export.pipeline import output_folder, output_stem
     from ..inputs import gather_inputs
     from ..io import check_writable
+    from ..models.registry import resolve
 
     folder = output_folder(opts["model_name"], out)
     suffix, stem = names
-    paths = [folder / f"{output_stem(folder.name)}_{suffix}.yaml", folder / f"{stem}.json", folder / f"{stem}.png"]
+    alias = output_stem(resolve(opts["model_name"]).alias)
+    paths = [folder / f"{alias}_{suffix}.yaml", folder / f"{stem}.json", folder / f"{stem}.png"]
     for path in paths:
         check_writable(path, force)
     built = build_from_options(opts)
@@ -31,7 +33,7 @@ def _search(opts, image_dir, out, force, names: tuple[str, str], search, write) 
 @model_options
 @images_option
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="The deployment batch size.")
-@click.option("--percentile", type=float, default=50.0, show_default=True,
+@click.option("--percentile", type=Number(0.0, 100.0), default=50.0, show_default=True,
               help="fixed_r per layer = this percentile of the r observed over the calibration batches.")
 @out_option
 @force_option
@@ -52,8 +54,8 @@ def calibrate_cmd(image_dir, batch, percentile, out, force, **opts) -> None:
 @click.command("tune")
 @model_options
 @images_option
-@click.option("--target-flops", type=float, default=None, help="Reach at least this many x fewer FLOPs than dense.")
-@click.option("--target-speedup", type=float, default=None,
+@click.option("--target-flops", type=Number(1.0, low_open=True), default=None, help="Reach at least this many x fewer FLOPs than dense.")
+@click.option("--target-speedup", type=Number(1.0, low_open=True), default=None,
               help="The same, read as a speedup (SAINT's speedup tracks its FLOP ratio: see the README's benchmarks).")
 @click.option("--holdout-every", type=click.IntRange(min=2), default=4, show_default=True,
               help="Every N-th image is held out and only used for the report.")
@@ -73,7 +75,7 @@ def tune_cmd(image_dir, target_flops, target_speedup, holdout_every, out, force,
     if (target_flops is None) == (target_speedup is None):
         raise ConfigError("give exactly one of --target-flops and --target-speedup")
     _search(opts, image_dir, out, force, ("tuned", "tune"),
-            lambda built, pixels: tune(built, pixels, target_flops or target_speedup, holdout_every, progress=Progress()),
+            lambda built, pixels: tune(built, pixels, target_flops if target_flops is not None else target_speedup, holdout_every, progress=Progress()),
             write_tuning)
 
 

@@ -9,7 +9,7 @@ import click
 
 from ..errors import ConfigError
 from .llava import llava_options
-from .options import (Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
+from .options import (Number, Progress, artifact_model_options, batch_option, build_from_options, device_option, force_option,
                       images_option, json_option, model_options, out_option, parse_batches, reports_errors)
 
 
@@ -20,12 +20,15 @@ from .options import (Progress, artifact_model_options, batch_option, build_from
 @batch_option
 @click.option("--dataset", type=click.Path(file_okay=False), default=None, help="ImageFolder-style folder: accuracy per backend.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many dataset images.")
+@click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="--dataset: an unreadable image is skipped (counted and listed in the report) or stops the run (exit 4).")
 @click.option("--tol", "tol", multiple=True, metavar="logits=ATOL[:RTOL]", help="logits tolerance (default 1e-4:1e-4).")
 @device_option
 @json_option
 @force_option
 @reports_errors
-def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset, limit, tol, device, json_path, force) -> None:
+def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset, limit, on_bad_image, tol, device, json_path,
+              force) -> None:
     """Compare PyTorch (dense and SAINT), onnxruntime and TensorRT on the same images.
 
     TARGET is a model name (exported to a temporary ONNX first), a portable .onnx, or a .plan
@@ -42,7 +45,7 @@ def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset
     check_tolerance_names(tolerances, ["logits"])  # check compares the logits of every backend
     tolerance = tolerances.get("logits", (1e-4, 1e-4))
     result, report = run_check(target, model_name, checkpoint, weights, image_dir, batch, dataset, limit, tolerance, device,
-                               Progress())
+                               Progress(), on_bad_image)
     click.echo(comparison_table(result))
     if report:
         click.echo(report.table())
@@ -60,7 +63,7 @@ def check_cmd(target, model_name, weights, checkpoint, image_dir, batch, dataset
 @click.option("--batch", "batch_text", default=None, help="Comma-separated batch sizes [default: 1,8,32; LLaVA: 2].")
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Timed rounds per batch size (at least).")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Minimum timed seconds per model and batch size.")
+@click.option("--min-seconds", type=Number(0.0, 86400.0), default=1.0, show_default=True, help="Minimum timed seconds per model and batch size.")
 @click.option("--new-tokens", type=click.IntRange(min=2), default=16, show_default=True, help="LLaVA: tokens generated per round.")
 @llava_options
 @images_option

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputError, MissingDependencyError, OutputExistsError, StageError
-from ..io import ensure_writable_dir, made_by_saint_export
+from ..io import ensure_writable_dir, made_by_saint_export, staging_dir, sweep_stale_staging
 from .plugins import ONLOAD_LIB, PLUGIN_LIB, onload_library, plugin_library_path
 
 TRITON_TYPES = {"FLOAT": "TYPE_FP32", "HALF": "TYPE_FP16", "BF16": "TYPE_BF16", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32"}
@@ -168,21 +167,17 @@ def write_repository(repo: Path, name: str, text: str, files: dict[str, Path], f
     if target.exists() and not force and not made_by_saint_export(target):
         raise OutputExistsError(f"{target} exists and was not written by saint-export; pass --force to replace it")
     ensure_writable_dir(repo)
-    repo.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=repo))
-    try:
+    sweep_stale_staging(target)
+    with staging_dir(target) as staging:
         for rel, src in files.items():
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, staging / rel)
         (staging / "config.pbtxt").write_text(text)
-        old = target.with_name(f".{name}.old")
+        old = target.with_name(f".{target.name}.old")
         if target.exists():
             os.replace(target, old)
         os.replace(staging, target)
         shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
