@@ -16,11 +16,12 @@ import click
 from ..errors import EXIT_CODES, ConfigError, InputError, MissingDependencyError, SaintExportError
 
 INTERNAL_ERROR = 8
-EXIT_CODE_HELP = ("\b\nExit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items())
-                  + f"\n  {INTERNAL_ERROR}  internal error (a bug; SAINT_EXPORT_DEBUG=1 shows the traceback)")
-
-
 SIGINT_EXIT, SIGTERM_EXIT = 130, 143  # 128 + the signal number, as a shell reports them
+EXIT_CODE_HELP = ("\b\nExit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items())
+                  + f"\n  {INTERNAL_ERROR}  internal error (a bug; SAINT_EXPORT_DEBUG=1 shows the traceback)"
+                  + "\n  130  interrupted (SIGINT)\n  143  terminated (SIGTERM); both remove what was half-written")
+
+
 
 
 class Terminated(BaseException):
