@@ -118,6 +118,7 @@ def test_check_dataset_skips_counts_and_lists_unreadable_images(run, tmp_path):
     (("tiny2.yaml", "--images", "empty"), 4, "--images: no images"),
     (("inspect", "tiny2.yaml", "--images", "empty"), 4, "--images: no images"),
     (("check", "none.plan"), 4, "engine none.plan does not exist"),
+    (("bench", "tiny2.yaml", "--backend", "trt"), 5, "TensorRT is not installed"),
 ])
 def test_refused_at_once_in_one_line(run, tmp_path, args, code, needle):
     (tmp_path / "empty").mkdir()
@@ -126,6 +127,7 @@ def test_refused_at_once_in_one_line(run, tmp_path, args, code, needle):
     start = time.perf_counter()
     res = run(*args)
     one_line(res, code, needle)
+    assert "ONNX files" not in res.output  # nothing was exported, and no message says it was
     assert time.perf_counter() - start < 5  # before any export or search (the model is built at most)
     assert not (tmp_path / "out").exists()
 
@@ -159,3 +161,10 @@ def test_another_tools_onnx_is_refused_in_one_line(run, tmp_path):
     for command in ("validate", "check"):
         res = run(command, "other.onnx", "--model", "tiny2.yaml")
         one_line(res, 4, "other.onnx does not look like an export of tiny2: it has input x [1, 4], output y [1, 4]")
+
+
+def test_an_alias_never_becomes_a_path():
+    from saint_export.export.pipeline import output_stem
+
+    assert output_stem("..") == "__" and output_stem(".") == "_" and output_stem("a/b") == "a_b"
+    assert output_stem("vit_b16.augreg") == "vit_b16.augreg"

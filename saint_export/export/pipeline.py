@@ -75,8 +75,9 @@ def output_folder(model_name: str, out: str | Path | None = None) -> Path:
 
 
 def output_stem(alias: str) -> str:
-    """An alias as a file or folder name."""
-    return alias.replace("/", "_")
+    """An alias as one file or folder name (never a path: no separator, not '.' or '..')."""
+    stem = alias.replace("/", "_").replace(os.sep, "_")
+    return "_" * len(stem) if stem.strip(".") == "" else stem
 
 
 def artifact_paths(model_name: str, out: str | Path | None = None, portable: str | Path | None = None,
