@@ -69,16 +69,37 @@ def photos(names: tuple[str, ...] = DEFAULT_PHOTOS) -> list[np.ndarray]:
     return out
 
 
+def to_rgb8(im) -> np.ndarray:
+    """uint8 HxWx3 of an open PIL image in any mode. 16-bit and 32-bit integer modes (I;16*, I) are
+    scaled from 0..65535 to 0..255 and float images (F) from 0..1 when their values lie there (PIL's
+    ``convert("RGB")`` clips them instead: a 16-bit photo became almost all 255)."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        values = np.asarray(im).astype(np.float64)
+        if im.mode == "F":
+            scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
+        else:
+            scale = 255.0 / 65535.0 if im.mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+        gray = np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
+    return np.asarray(im.convert("RGB"))
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """The one image reader: uint8 HxWx3 (see :func:`to_rgb8`); every failure (missing, unreadable,
+    truncated, over Pillow's decompression-bomb limit) is an InputError naming the file."""
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return to_rgb8(im)
     except FileNotFoundError:
         raise InputError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"cannot read image {path}: {type(exc).__name__}") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"cannot read image {path}: {exc} (Pillow's limit, PIL.Image.MAX_IMAGE_PIXELS = "
+                         f"{Image.MAX_IMAGE_PIXELS}; twice that is refused)") from None
+    except Exception as exc:  # PIL and OS errors of every kind: broken, truncated, unsupported, a folder
+        reason = (str(exc).splitlines() or [""])[0][:160]
+        raise InputError(f"cannot read image {path}: {type(exc).__name__}{': ' + reason if reason else ''}") from None
 
 
 def image_files(directory: str | Path) -> list[Path]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -47,7 +49,9 @@ def made_by_saint_export(path: Path) -> bool:
 
 
 def ensure_writable_dir(directory: Path) -> None:
-    """Create ``directory`` if needed and prove a file can be written there, before any long work."""
+    """Prove a file can be written in ``directory`` (or, when it does not exist yet, in the nearest folder
+    above it, where it will be created), before any long work. Nothing is created: a run that fails
+    leaves no empty folder behind; the writers below create the folders they write into."""
     directory = Path(directory) if str(directory) else Path(".")
     existing = directory
     while not existing.exists() and existing != existing.parent:
@@ -55,8 +59,7 @@ def ensure_writable_dir(directory: Path) -> None:
     if not existing.is_dir():
         raise InputError(f"cannot write into {directory}: {existing} is not a directory")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".saint-export-probe.", dir=directory)
+        fd, probe = tempfile.mkstemp(prefix=".saint-export-probe.", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -64,14 +67,74 @@ def ensure_writable_dir(directory: Path) -> None:
 
 
 def check_writable(path: str | Path, force: bool) -> Path:
-    """``path`` may be written: absent, written by saint-export earlier, or ``force``; its folder is writable."""
+    """``path`` may be written: absent, written by saint-export earlier, or ``force``; its folder is writable.
+    Staging entries of ``path`` left by a killed run are removed."""
     path = Path(path)
     if path.exists() and path.is_dir() and not made_by_saint_export(path):
         raise InputError(f"{path} is a directory, not a file")
     if path.exists() and not force and not made_by_saint_export(path):
         raise OutputExistsError(f"{path} exists and was not written by saint-export; pass --force to replace it")
     ensure_writable_dir(path.parent)
+    sweep_stale_staging(path)
     return path
+
+
+def staging_prefix(name: str) -> str:
+    """Staging entries are ``.NAME.PID-XXXXXXXX.part`` beside NAME: the writer's process id tells a live one
+    from one a killed run left behind."""
+    return f".{name}.{os.getpid()}-"
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_staging(path: str | Path) -> list[Path]:
+    """Remove ``path``'s staging entries whose writer is gone (SIGKILL, a power cut); returns them."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:(\d+)-)?[A-Za-z0-9_]+\.part$")
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for entry in path.parent.iterdir():
+        match = pattern.match(entry.name)
+        if not match or (match.group(1) and _writer_alive(int(match.group(1)))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def disk_errors(path: str | Path) -> Iterator[None]:
+    """A full disk (ENOSPC), a read-only one (EROFS) or any other OSError while writing ``path``: one line, exit 4."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def staging_dir(final: str | Path) -> Iterator[Path]:
+    """A hidden folder beside ``final`` to write into; removed on the way out, whatever happened."""
+    final = Path(final)
+    with disk_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(final.name), suffix=".part", dir=final.parent))
+    try:
+        with disk_errors(final):
+            yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -84,14 +147,16 @@ def _umask() -> int:
 def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename."""
     path = check_writable(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path.name), suffix=".part", dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a report or engine is as readable as any file
-        os.replace(tmp_path, path)
+        with disk_errors(path):
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a report or engine is as readable as any file
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -56,16 +56,16 @@ def test_cli_writes_a_config_every_command_accepts_with_static_dims(tmp_path, mo
     (tmp_path / "tiny.yaml").write_text("alias: tiny\ntimm_name: vit_tiny_patch16_224\nmodel_kwargs: {depth: 3}\n"
                                         "schedule: {layers: 0-2, threshold: 0.8}\n")
     run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)  # noqa: E731
-    res = run("calibrate", "tiny.yaml", "--batch", "4", "--percentile", "25")
+    res = run("calibrate", "tiny.yaml", "--batch", "4", "--percentile", "25", "--out", "cal")
     assert res.exit_code == 0, res.output
     assert "dynamic" in res.output and "static" in res.output
-    cfg = load_config_file(tmp_path / "out/tiny/tiny_calibrated.yaml")
-    report = json.loads((tmp_path / "out/tiny/calibration.json").read_text())
+    cfg = load_config_file(tmp_path / "cal/tiny_calibrated.yaml")  # named after the alias, not the --out folder
+    report = json.loads((tmp_path / "cal/calibration.json").read_text())
     assert cfg.alias == "tiny_calibrated" and cfg.schedule["fixed_r"] == [report["fixed_r"][str(i)] for i in range(3)]
-    assert (tmp_path / "out/tiny/calibration.png").read_bytes()[:4] == b"\x89PNG"
-    assert run("calibrate", "tiny.yaml", "--batch", "4", "--percentile", "25").exit_code == 0  # re-run replaces its files
+    assert (tmp_path / "cal/calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert run("calibrate", "tiny.yaml", "--batch", "4", "--percentile", "25", "--out", "cal").exit_code == 0  # re-run replaces its files
     ir_model = onnx_from_torch(build_model(cfg))
     dims = [node.outputs[0].shape[1] for node in ir_model.graph if node.domain == "saint"]
     assert all(isinstance(d, int) for d in dims) and len(dims) == 3  # static token dims after every pruning node
     res = run("calibrate", "tiny.yaml", "--percentile", "120")
-    assert res.exit_code == 3 and "percentile" in res.output
+    assert res.exit_code == 3 and "--percentile must be a finite number in [0, 100]" in res.output

@@ -188,7 +188,7 @@ def test_llava_refusals_are_one_line(tiny):
                              (("inspect", tiny), 3, "vision-language"), (("vit_s16", "--keep", "3"), 3, "LLaVA options"),
                              (("generate", tiny, "--modes", "dense,fast"), 3, "'fast'"),
                              (("generate", tiny, "--llm-layers", "x"), 3, "START-END"),
-                             (("bench", tiny, "--device", "cuda"), 3, "on the CPU"),
+                             (("bench", tiny, "--backend", "trt"), 3, "on the CPU"),  # (--device cuda: no GPU, exit 5 first)
                              (("generate", "llava15_13b"), 5, "GiB"),
                              (("generate", "llava15_small", "--weights", "pretrained"), 5, "no weights"),
                              ((tiny, "--vision", "--engine", "e.plan", "--batch", "2", "--quiet"), 5, "TensorRT")]:

@@ -105,3 +105,39 @@ def test_unsupported_models_fail_clearly():
         patch.timm(tiny_vit(), build_schedule({"layers": [0]}, 4).__class__.from_rules({7: build_schedule(None, 16).as_dict()[7]}))
     with pytest.raises(ConfigError, match="VisionTransformer"):
         patch.timm(torch.nn.Linear(2, 2), build_schedule(None, 2))
+
+
+@pytest.mark.parametrize("model", ["vit", None, torch.nn.Linear(2, 2)], ids=["str", "None", "Linear"])
+def test_patch_refuses_what_is_not_a_vit(model):
+    with pytest.raises(ConfigError, match="supports VisionTransformer models, not"):
+        patch.timm(model)
+
+
+def test_patch_refuses_a_resnet():
+    import timm
+
+    with pytest.raises(ConfigError, match="not ResNet"):
+        patch.timm(timm.create_model("resnet18", pretrained=False))
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"schedule": "fast"}, "schedule must be a Schedule"),
+    ({"protected": "a"}, "protected must be an integer >= 0"),
+    ({"protected": -1}, "protected must be an integer >= 0"),
+    ({"protected": 1.5}, "protected must be an integer >= 0"),
+])
+def test_bad_patch_arguments_keep_the_existing_patch(kwargs, needle):
+    model = patch.timm(tiny_vit(), build_schedule({"layers": [0]}, 4))
+    with pytest.raises(ConfigError, match=needle):
+        patch.timm(model, **kwargs)
+    assert patch.is_patched(model) and model._saint_schedule.layers == [0]
+    assert type(model.blocks[0]).__name__ != "Block"  # block 0 still prunes
+
+
+def test_set_pruning_and_remove_patch_refuse_bad_arguments():
+    model = patch.timm(tiny_vit())
+    with pytest.raises(TypeError, match="True or False"):
+        patch.set_pruning(model, "no")
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        patch.remove_patch("x")
+    assert patch.is_patched(model)

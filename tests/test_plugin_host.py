@@ -3,13 +3,11 @@ builder's and the runtime's walk, the serialization round trip, bad fields, limi
 dims for fixed_r, and every way tools load the two libraries (with a stand-in libnvinfer.so.<major>).
 Skipped only when nvcc/cmake or the TensorRT headers are missing."""
 
-import ctypes
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch

@@ -51,11 +51,11 @@ def test_cli_writes_a_config_every_command_accepts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.yaml").write_text("alias: tiny\ntimm_name: vit_tiny_patch16_224\nmodel_kwargs: {depth: 3}\n")
     run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)  # noqa: E731
-    res = run("tune", "tiny.yaml", "--layers", "0-1", "--target-flops", "1.3", "--dynamic")
+    res = run("tune", "tiny.yaml", "--layers", "0-1", "--target-flops", "1.3", "--dynamic", "--out", "tu")
     assert res.exit_code == 0, res.output
-    cfg = load_config_file(tmp_path / "out/tiny/tiny_tuned.yaml")
+    cfg = load_config_file(tmp_path / "tu/tiny_tuned.yaml")  # named after the alias, not the --out folder
     assert cfg.schedule["layers"] == [0, 1] and len(cfg.schedule["threshold"]) == 2
-    assert (tmp_path / "out/tiny/tune.png").read_bytes()[:4] == b"\x89PNG"
-    assert run("inspect", str(tmp_path / "out/tiny/tiny_tuned.yaml"), "--synthetic").exit_code == 0
+    assert (tmp_path / "tu/tune.png").read_bytes()[:4] == b"\x89PNG"
+    assert run("inspect", str(tmp_path / "tu/tiny_tuned.yaml"), "--synthetic").exit_code == 0
     res = run("tune", "tiny.yaml", "--target-flops", "2", "--target-speedup", "2")
     assert res.exit_code == 3 and "exactly one" in res.output

@@ -9,7 +9,7 @@ only parses arguments into these options.
 """
 
 from .deploy import triton_repository
-from .export import build_engine, export, run, validate
+from .pipeline import build_engine, export, run, validate
 from .options import (
     ArtifactSpec,
     BenchOptions,

@@ -78,6 +78,7 @@ class CheckOptions:
     device: str = "cpu"
     json: str | Path | None = None
     force: bool = False
+    on_bad_image: str = "skip"  # --dataset: "skip" (counted and listed) or "fail"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..export.pipeline import check_targets
@@ -9,8 +10,9 @@ from ..models.registry import resolve
 
 
 def output_stem(alias: str) -> str:
-    """An alias as a file or folder name."""
-    return alias.replace("/", "_")
+    """An alias as one file or folder name (never a path: no separator, not '.' or '..')."""
+    stem = alias.replace("/", "_").replace(os.sep, "_")
+    return "_" * len(stem) if stem.strip(".") == "" else stem
 
 
 def output_folder(model_name: str, out: str | Path | None = None) -> Path:

@@ -9,6 +9,7 @@ from typing import Callable
 from ..errors import ConfigError
 from ..inputs import gather_inputs
 from ..io import check_writable
+from ..models.registry import resolve
 from ..runtimes import registry
 from ..schedules.calibrate import calibrate as calibrate_schedule
 from ..schedules.calibrate import write_calibration
@@ -37,7 +38,8 @@ def _search(model: ModelSpec, options: SearchOptions, names: tuple[str, str], se
     ``search(built, pixels) -> (report, schedule overrides)``, write the files."""
     folder = output_folder(model.name, options.out)
     suffix, stem = names
-    paths = [folder / f"{output_stem(folder.name)}_{suffix}.yaml", folder / f"{stem}.json", folder / f"{stem}.png"]
+    alias = output_stem(resolve(model.name).alias)  # the YAML is named after the model, not the --out folder
+    paths = [folder / f"{alias}_{suffix}.yaml", folder / f"{stem}.json", folder / f"{stem}.png"]
     for path in paths:
         check_writable(path, options.force)
     built = model.build()

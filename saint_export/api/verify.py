@@ -39,7 +39,7 @@ def check(target: str, artifact: ArtifactSpec = ArtifactSpec(), options: CheckOp
     result, dataset = run_check(target, model_name=artifact.model, checkpoint=artifact.checkpoint, weights=artifact.weights,
                                 image_dir=options.images, batch=options.batch, dataset=options.dataset, limit=options.limit,
                                 tolerance=tolerances.get("logits", (1e-4, 1e-4)), device=options.device,
-                                backends=options.backends, progress=progress)
+                                backends=options.backends, on_bad_image=options.on_bad_image, progress=progress)
     lines = [comparison_table(result)] + ([dataset.table()] if dataset else [])
     lines.append("PASS" if result["passed"] else "FAIL: outputs outside tolerance (see the table)")
     data = as_json(result, dataset)

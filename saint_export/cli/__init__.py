@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+
 import click
 
+from ..errors import ConfigError
+from ..models.registry import resolve
 from .options import EXIT_CODE_HELP
 
 
@@ -12,8 +17,25 @@ class ModelFirstGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
+            mistyped = self.mistyped_command(args[0])
+            if mistyped:
+                click.echo(f"error: no such command {args[0]!r}; did you mean {mistyped!r}? (or a model: "
+                           "'saint-export list')", err=True)
+                ctx.exit(2)
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def mistyped_command(self, word: str) -> str | None:
+        """The command ``word`` looks like a typo of, unless it is a file or a model name."""
+        visible = [name for name, command in self.commands.items() if not command.hidden]
+        close = difflib.get_close_matches(word, visible, n=1, cutoff=0.7)
+        if not close or os.path.exists(word):
+            return None
+        try:
+            resolve(word)
+        except ConfigError:
+            return close[0]
+        return None
 
 
 @click.group(cls=ModelFirstGroup, epilog=EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})

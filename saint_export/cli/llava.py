@@ -9,18 +9,18 @@ from ..api.options import ModelSpec
 from ..errors import ConfigError
 from ..inputs import load_image, photos
 from ..reference.llava_saint import MODES
-from .options import reports_errors, stack_options
+from .options import Number, reports_errors, stack_options
 
 llava_options = stack_options(
     click.option("--mode", type=click.Choice(["vit", "llm", "hybrid"]), default=None,
                  help="LLaVA: SAINT in the vision tower, in the language model's prefill, or both [default: the config's]."),
-    click.option("--vit-layer", type=int, default=None, help="LLaVA: the tower layer whose output is pruned (published: 19)."),
-    click.option("--keep", type=int, default=None, help="LLaVA: tokens after the tower's drop, class token included (published: 376)."),
+    click.option("--vit-layer", type=Number(0, integer=True), default=None, help="LLaVA: the tower layer whose output is pruned (published: 19)."),
+    click.option("--keep", type=Number(2, integer=True), default=None, help="LLaVA: tokens after the tower's drop, class token included (published: 376)."),
     click.option("--rule", type=click.Choice(["iterative", "bipartite"]), default=None,
                  help="LLaVA tower rule: the official iterative drop (static count) or SAINT's bipartite vote."),
     click.option("--quirk/--no-quirk", default=None, help="LLaVA iterative drop: upstream's per-round divisor (default) or a constant one."),
     click.option("--llm-layers", default=None, help="LLaVA: language-model layers that prune in prefill, 'START-END' (published: 7-16)."),
-    click.option("--llm-threshold", type=float, default=None, help="LLaVA: tau of the language model's rule (published: 0.83)."),
+    click.option("--llm-threshold", type=Number(-1.0, 1.0), default=None, help="LLaVA: tau of the language model's rule (published: 0.83)."),
 )
 
 
@@ -43,7 +43,7 @@ def llava_overrides(opts: dict) -> dict:
 @click.option("--weights", type=click.Choice(["random", "pretrained"]), default=None,
               help="random: seeded init, no network; pretrained: the hub (needs a network). [default: the config's]")
 @click.option("--checkpoint", type=click.Path(), default=None, help="A save_pretrained LLaVA folder (with its processor).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights.")
+@click.option("--seed", type=Number(0, 2**63 - 1, integer=True), default=0, show_default=True, help="Seed for random weights.")
 @click.option("--image", "image_path", type=click.Path(dir_okay=False), default=None,
               help="The image [default: scikit-image's astronaut].")
 @click.option("--prompt", default="What is shown in this image?", show_default=True)

@@ -8,7 +8,14 @@ import click
 
 from .. import api
 from ..models.registry import list_models
-from .options import echo_report, model_options, model_spec, out_option, reports_errors
+from .options import (
+    checked_image_dir,
+    echo_report,
+    model_options,
+    model_spec,
+    out_option,
+    reports_errors,
+)
 
 
 @click.command("list")
@@ -29,7 +36,8 @@ def list_cmd(*, pattern: str) -> None:
 @click.command("inspect")
 @model_options
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False), help="An image file (repeatable).")
-@click.option("--images", "image_dir", type=click.Path(file_okay=False), default=None, help="A folder of images.")
+@click.option("--images", "image_dir", type=click.Path(file_okay=False), default=None, callback=checked_image_dir,
+              help="A folder of images.")
 @click.option("--synthetic", is_flag=True, help="Use 8 generated images with flat regions and repeated tiles.")
 @click.option("--photos", is_flag=True, help="Use the photos scikit-image ships.")
 @out_option

@@ -7,6 +7,7 @@ import click
 from .. import api
 from ..runtimes import registry
 from .options import (
+    Number,
     Progress,
     device_option,
     echo_report,
@@ -23,7 +24,7 @@ from .options import (
 @model_options
 @images_option
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="The deployment batch size.")
-@click.option("--percentile", type=float, default=50.0, show_default=True,
+@click.option("--percentile", type=Number(0.0, 100.0), default=50.0, show_default=True,
               help="fixed_r per layer = this percentile of the r observed over the calibration batches.")
 @out_option
 @force_option
@@ -43,8 +44,8 @@ def calibrate_cmd(*, image_dir, batch, percentile, out, force, **opts) -> None:
 @click.command("tune")
 @model_options
 @images_option
-@click.option("--target-flops", type=float, default=None, help="Reach at least this many x fewer FLOPs than dense.")
-@click.option("--target-speedup", type=float, default=None,
+@click.option("--target-flops", type=Number(1.0, low_open=True), default=None, help="Reach at least this many x fewer FLOPs than dense.")
+@click.option("--target-speedup", type=Number(1.0, low_open=True), default=None,
               help="Reach this many x faster than dense, measured on --backend at --batch (static search only).")
 @click.option("--dynamic", is_flag=True, help="Search tau (data-dependent token counts) instead of fixed_r per block.")
 @click.option("--backend", type=click.Choice(registry.short_names()), default="ort", show_default=True,
@@ -53,8 +54,8 @@ def calibrate_cmd(*, image_dir, batch, percentile, out, force, **opts) -> None:
 @click.option("--holdout-every", type=click.IntRange(min=2), default=4, show_default=True,
               help="Every N-th image is held out of the search and only used for the report.")
 @click.option("--holdout", type=click.Path(file_okay=False), default=None, help="A folder of held-out images instead.")
-@click.option("--min-cosine", type=float, default=None, help="Held-out mean cosine to dense the schedule should keep (reported).")
-@click.option("--min-worst-cosine", type=float, default=None, help="Held-out worst-image cosine it should keep (reported).")
+@click.option("--min-cosine", type=Number(-1.0, 1.0), default=None, help="Held-out mean cosine to dense the schedule should keep (reported).")
+@click.option("--min-worst-cosine", type=Number(-1.0, 1.0), default=None, help="Held-out worst-image cosine it should keep (reported).")
 @device_option
 @out_option
 @force_option

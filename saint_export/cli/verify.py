@@ -8,6 +8,7 @@ from .. import api
 from ..runtimes import registry
 from .llava import llava_options, llava_overrides
 from .options import (
+    Number,
     Progress,
     artifact_model_options,
     batch_option,
@@ -31,6 +32,8 @@ from .options import (
 @batch_option
 @click.option("--dataset", type=click.Path(file_okay=False), default=None, help="ImageFolder-style folder: accuracy per backend.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many dataset images.")
+@click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="--dataset: an unreadable image is skipped (counted and listed in the report) or stops the run (exit 4).")
 @click.option("--tol", "tol", multiple=True, metavar="logits=ATOL[:RTOL]", help="logits tolerance (default 1e-4:1e-4).")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(registry.names()),
               help="Runtimes to compare (repeatable) [default: onnxruntime; for a .plan, tensorrt].")
@@ -38,8 +41,8 @@ from .options import (
 @json_option
 @force_option
 @reports_errors
-def check_cmd(*, target, model_name, weights, checkpoint, image_dir, batch, dataset, limit, tol, backends, device, json_path,
-              force) -> None:
+def check_cmd(*, target, model_name, weights, checkpoint, image_dir, batch, dataset, limit, on_bad_image, tol, backends, device,
+              json_path, force) -> None:
     """Compare PyTorch (dense and SAINT) and runtimes (onnxruntime, OpenVINO, TensorRT) on the same images.
 
     TARGET is a model name (exported to a temporary ONNX first), a portable .onnx, or a .plan
@@ -47,7 +50,7 @@ def check_cmd(*, target, model_name, weights, checkpoint, image_dir, batch, data
     With --dataset, also top-1 accuracy of each backend (labels = sorted subfolder names).
     """
 
-    options = api.CheckOptions(image_dir, batch, dataset, limit, tol, backends, device, json_path, force)
+    options = api.CheckOptions(image_dir, batch, dataset, limit, tol, backends, device, json_path, force, on_bad_image)
     echo_report(api.check(target, api.ArtifactSpec(model_name, weights, checkpoint), options, Progress()))
 
 
@@ -58,7 +61,7 @@ def check_cmd(*, target, model_name, weights, checkpoint, image_dir, batch, data
 @click.option("--batch", "batch_text", default=None, help="Comma-separated batch sizes [default: 1,8,32; LLaVA: 2].")
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True, help="Timed rounds per batch size (at least).")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Minimum timed seconds per model and batch size.")
+@click.option("--min-seconds", type=Number(0.0, 86400.0), default=1.0, show_default=True, help="Minimum timed seconds per model and batch size.")
 @click.option("--new-tokens", type=click.IntRange(min=2), default=16, show_default=True, help="LLaVA: tokens generated per round.")
 @llava_options
 @images_option

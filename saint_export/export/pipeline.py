@@ -4,9 +4,8 @@ moved into place only when all of them are complete."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,7 +14,7 @@ import onnx_ir as ir
 from onnx_ir.passes import InvariantError, PassError
 
 from ..errors import ConfigError, StageError
-from ..io import check_writable, made_by_saint_export
+from ..io import check_writable, disk_errors, made_by_saint_export, staging_dir
 from ..models.build import BuiltModel
 from ..models.record import metadata_entries
 from . import passes
@@ -113,27 +112,23 @@ def write_lowered(ir_model: ir.Model, portable_path: Path, tensorrt_path: Path |
         progress("converting to float16 (SaintTokenDrop similarity stays float32)")
         run_passes(ConvertFloat16(), ir_model)
     ir_model.metadata_props.update(metadata_entries(precision="fp16" if fp16 else "fp32"))
-    stagings: list[Path] = []
     staged: list[tuple[Path, Path]] = []  # (staged file, final file)
-    try:
+    with contextlib.ExitStack() as stagings:  # each staging folder is removed on the way out, whatever happened
         for final, lowering in ((portable_path, passes.LowerPortable()), (tensorrt_path, passes.LowerTensorRT())):
             if final is None:
                 continue
             progress(f"lowering: {type(lowering).__name__}")
             run_passes(ir.passes.Sequential(lowering, passes.CheckLowered()), ir_model)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
-            stagings.append(staging)
+            staging = stagings.enter_context(staging_dir(final))
             progress(f"writing {final}")
-            staged += [(f, final.parent / f.name) for f in _save(ir_model, staging / final.name, external)]
+            with disk_errors(final):
+                staged += [(f, final.parent / f.name) for f in _save(ir_model, staging / final.name, external)]
         check_targets(finals, force)
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        if not external:  # a stale .data from an earlier large export would be misleading
-            for final in finals:
-                if data_path(final).exists() and (force or made_by_saint_export(data_path(final))):
-                    data_path(final).unlink()
-    finally:
-        for staging in stagings:
-            shutil.rmtree(staging, ignore_errors=True)
+        with disk_errors(portable_path.parent):
+            for tmp, final in staged:
+                os.replace(tmp, final)
+            if not external:  # a stale .data from an earlier large export would be misleading
+                for final in finals:
+                    if data_path(final).exists() and (force or made_by_saint_export(data_path(final))):
+                        data_path(final).unlink()
     return ExportResult(portable_path, tensorrt_path, drops, external)

@@ -21,7 +21,13 @@ import onnx_ir as ir
 
 from ..errors import InputError
 from ..models.llava import BuiltVision, build_vision
-from ..models.record import ModelRecord, config_json, metadata, metadata_entries, onnx_metadata
+from ..models.record import (
+    ModelRecord,
+    config_json,
+    metadata,
+    metadata_entries,
+    onnx_metadata,
+)
 from ..onnx_file import read_proto
 from ..version import __version__
 from .opdef import DOMAIN, version_for

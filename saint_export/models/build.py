@@ -103,10 +103,23 @@ def build_model(
     if cfg.is_hf:
         return build_hf(cfg, weights, checkpoint, overrides, seed)
     module, source = _timm_module(cfg, weights, checkpoint, seed)
+    require_vit(module, cfg)
     module.eval()
     schedule = build_schedule(merge_overrides(cfg.schedule, overrides or {}), len(module.blocks))
     patch.timm(module, schedule, protected=None if cfg.protected == "auto" else int(cfg.protected))
     return BuiltModel(cfg, module, schedule, module._saint_protected, source)
+
+
+def require_vit(module: torch.nn.Module, cfg: ModelConfig) -> None:
+    """SAINT prunes a timm VisionTransformer with at least one block; anything else is refused in one line."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    if not isinstance(module, VisionTransformer):
+        raise ConfigError(f"{cfg.alias}: {cfg.name} is a {type(module).__name__}, not a ViT; SAINT prunes timm "
+                          "VisionTransformer models (see 'saint-export list')")
+    if len(module.blocks) == 0:
+        raise ConfigError(f"{cfg.alias}: {cfg.name} with {dict(cfg.model_kwargs)} has no transformer blocks; "
+                          "model_kwargs depth must be >= 1")
 
 
 def _timm_module(cfg: ModelConfig, weights: str, checkpoint: str | Path | None, seed: int) -> tuple[torch.nn.Module, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError, InputError
-from ..onnx_file import read_proto
+from ..onnx_file import graph_io, read_proto
 from ..reference.schedule import overrides_from_rows
 from ..version import __version__
 from .build import BuiltModel, build_model, build_named
@@ -150,8 +150,31 @@ def metadata_entries(**values: str) -> dict[str, str]:
 def built_from_onnx(path: Path, model_name: str | None = None, checkpoint: str | None = None,
                     weights: str | None = None) -> BuiltModel:
     """The PyTorch model an ONNX file was exported from (``model_name`` for files without metadata)."""
-
-    props = {p.key: p.value for p in read_proto(Path(path)).metadata_props}
+    proto = read_proto(Path(path))
+    props = {p.key: p.value for p in proto.metadata_props}
     if META_PREFIX + "config" not in props and model_name:
-        return build_named(model_name, weights, checkpoint)
+        built = build_named(model_name, weights, checkpoint)
+        require_model_io(proto, built, Path(path))
+        return built
     return ModelRecord.from_metadata(props, str(path)).rebuild(model_name, checkpoint, weights, where=str(path))
+
+
+def require_model_io(proto, built: BuiltModel, path: Path) -> None:
+    """An ONNX file without saint-export's metadata (another tool's export) must take ``pixels`` [B, 3, S, S]
+    and give ``logits`` [B, C] as ``built`` does, or the comparison means nothing: one line, exit 4."""
+    io = {row["name"]: row for row in graph_io(proto)}
+    size, width = built.config.input_size, built_output_width(built)
+    pixels, logits = io.get("pixels"), io.get("logits")
+    want = f"input pixels [B, 3, {size}, {size}] and output logits [B, {width if width else 'C'}]"
+    ok = (pixels is not None and not pixels["output"] and len(pixels["shape"]) == 4
+          and all(d in (-1, w) for d, w in zip(pixels["shape"][1:], (3, size, size)))
+          and logits is not None and logits["output"] and len(logits["shape"]) == 2 and logits["shape"][1] in (-1, width or -1))
+    if not ok:
+        got = ", ".join(f"{'output' if r['output'] else 'input'} {r['name']} {r['shape']}" for r in io.values())
+        raise InputError(f"{path} does not look like an export of {built.config.alias}: it has {got[:200]}; expected {want}")
+
+
+def built_output_width(built: BuiltModel) -> int | None:
+    module = built.module
+    width = getattr(module, "num_classes", 0) or getattr(module, "num_features", 0)
+    return int(width) if isinstance(width, int) and width > 0 else None

@@ -25,7 +25,6 @@ from .latency import LatencyTable, measure_table, measured_speedup
 from .static import StaticEvaluator, StaticPoint, search_static
 
 
-
 @dataclass
 class SpeedTarget:
     runtime: Runtime

@@ -15,6 +15,7 @@ Everything is deterministic: no sampling, fixed order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -154,8 +155,8 @@ def tune(built: BuiltModel, pixels: torch.Tensor, target: float, *, holdout_ever
     """Returns the report and the tuned schedule as config ``schedule:`` overrides."""
     import time
 
-    if target <= 1.0:
-        raise ConfigError(f"the FLOP target must be > 1 (x fewer FLOPs than dense); got {target:g}")
+    if not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 1.0:
+        raise ConfigError(f"the FLOP target must be > 1 (x fewer FLOPs than dense); got {target}")
     if not built.schedule.rules:
         raise ConfigError(f"{built.config.alias}: the schedule has no pruning layers to tune")
     if pixels.shape[0] < 2:

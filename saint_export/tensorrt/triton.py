@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,12 @@ from ..errors import (
     StageError,
 )
 from ..export.pipeline import data_path
-from ..io import ensure_writable_dir, made_by_saint_export
+from ..io import (
+    ensure_writable_dir,
+    made_by_saint_export,
+    staging_dir,
+    sweep_stale_staging,
+)
 from ..models.record import ModelRecord
 from ..onnx_file import graph_io, read_proto
 from ..runtimes.onnxruntime import require_portable
@@ -178,21 +182,17 @@ def write_repository(repo: Path, name: str, text: str, files: dict[str, Path], f
     if target.exists() and not force and not made_by_saint_export(target):
         raise OutputExistsError(f"{target} exists and was not written by saint-export; pass --force to replace it")
     ensure_writable_dir(repo)
-    repo.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".part", dir=repo))
-    try:
+    sweep_stale_staging(target)
+    with staging_dir(target) as staging:
         for rel, src in files.items():
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, staging / rel)
         (staging / "config.pbtxt").write_text(text)
-        old = target.with_name(f".{name}.old")
+        old = target.with_name(f".{target.name}.old")
         if target.exists():
             os.replace(target, old)
         os.replace(staging, target)
         shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import InputError
-from ..inputs import eval_transform, gather_inputs
+from ..errors import ConfigError, InputError
+from ..inputs import eval_transform, gather_inputs, load_image
 from ..models.build import BuiltModel
 from .backends import Backend, backends_for_target
 from .compare import agreement, describe_agreement
@@ -26,14 +26,29 @@ class DatasetReport:
     classes: int
     images: int
     accuracy: dict[str, float] = field(default_factory=dict)  # backend -> top-1
+    unreadable: list[str] = field(default_factory=list)  # files skipped (--on-bad-image skip), each with its reason
 
     def table(self) -> str:
         lines = [f"dataset {self.root}: {self.images} images, {self.classes} classes"]
+        if self.unreadable:
+            shown = "; ".join(self.unreadable[:3]) + (f"; ... ({len(self.unreadable) - 3} more in the JSON report)"
+                                                       if len(self.unreadable) > 3 else "")
+            lines.append(f"  {len(self.unreadable)} unreadable image(s) skipped, not counted: {shown}")
         base = self.accuracy.get("torch dense")
         for name, acc in self.accuracy.items():
             delta = f" ({100 * (acc - base):+.2f} pts vs dense)" if base is not None and name != "torch dense" else ""
             lines.append(f"  top-1 {name:<12} {100 * acc:6.2f}%{delta}")
         return "\n".join(lines)
+
+
+ON_BAD_IMAGE = ("skip", "fail")
+
+
+def rgb_pil(path: str):
+    """ImageFolder's loader: the toolkit's one image reader (16-bit read correctly; failures name the file)."""
+    from PIL import Image
+
+    return Image.fromarray(load_image(path))
 
 
 def image_folder(root: str | Path, built: BuiltModel):
@@ -44,25 +59,59 @@ def image_folder(root: str | Path, built: BuiltModel):
     if not root.is_dir():
         raise InputError(f"dataset {root} is not a directory")
     try:
-        return ImageFolder(str(root), transform=eval_transform(built.config, built.module))
+        return ImageFolder(str(root), transform=eval_transform(built.config, built.module), loader=rgb_pil)
     except (FileNotFoundError, RuntimeError) as exc:
         raise InputError(f"dataset {root}: {str(exc).splitlines()[0]} (expected ROOT/CLASS/IMAGE)") from None
 
 
+class Skipping(torch.utils.data.Dataset):
+    """Items of ``base``; an unreadable image is None (and its reason is kept) unless ``on_bad == "fail"``."""
+
+    def __init__(self, base, on_bad: str):
+        self.base, self.on_bad, self.unreadable = base, on_bad, []
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        try:
+            return self.base[i]
+        except InputError as exc:
+            if self.on_bad == "fail":
+                raise InputError(f"{exc} (--on-bad-image skip counts and lists such files instead)") from None
+            self.unreadable.append(str(exc).removeprefix("cannot read image "))
+            return None
+
+
+def readable_batch(items: list):
+    from torch.utils.data import default_collate
+
+    items = [item for item in items if item is not None]
+    return default_collate(items) if items else None
+
+
 def dataset_accuracy(root: str | Path, built: BuiltModel, backends: dict[str, Backend], batch: int = 16,
-                     limit: int | None = None) -> DatasetReport:
+                     limit: int | None = None, on_bad_image: str = "skip") -> DatasetReport:
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ConfigError(f"on_bad_image must be one of {list(ON_BAD_IMAGE)}; got {on_bad_image!r}")
     if not built.classifier:
         raise InputError(f"{built.config.alias} has no classifier head (num_classes=0): top-1 accuracy does not apply")
     dataset = image_folder(root, built)
-    items = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
-    correct = {name: 0 for name in backends}
-    for pixels, labels in tqdm(DataLoader(items, batch_size=batch), desc="dataset", unit="batch", leave=False):
+    items = Skipping(Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset, on_bad_image)
+    correct, seen = {name: 0 for name in backends}, 0
+    for got in tqdm(DataLoader(items, batch_size=batch, collate_fn=readable_batch), desc="dataset", unit="batch", leave=False):
+        if got is None:
+            continue
+        pixels, labels = got
+        seen += len(labels)
         for name, fn in backends.items():
             correct[name] += int((fn(pixels).argmax(-1) == labels.numpy()).sum())
-    return DatasetReport(str(root), len(dataset.classes), len(items), {k: v / len(items) for k, v in correct.items()})
+    if not seen:
+        raise InputError(f"dataset {root}: none of its {len(items)} images could be read (first: {items.unreadable[0]})")
+    return DatasetReport(str(root), len(dataset.classes), seen, {k: v / seen for k, v in correct.items()}, items.unreadable)
 
 
 def compare_backends(pixels: torch.Tensor, backends: dict[str, Backend], atol: float, rtol: float,
@@ -97,7 +146,7 @@ def comparison_table(result: dict[str, Any]) -> str:
 def run_check(target: str, *, model_name: str | None = None, checkpoint: str | None = None, weights: str | None = None,
               image_dir: str | None = None, batch: int = 8, dataset: str | None = None, limit: int | None = None,
               tolerance: tuple[float, float] = (1e-4, 1e-4), device: str = "cpu", backends: tuple[str, ...] = (),
-              progress: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], DatasetReport | None]:
+              on_bad_image: str = "skip", progress: Callable[[str], None] = lambda s: None) -> tuple[dict[str, Any], DatasetReport | None]:
     """Build every backend for ``target``, compare them on the images, optionally measure dataset accuracy."""
     with tempfile.TemporaryDirectory(prefix="saint-check.") as tmp, ExitStack() as stack:
         built, fns = backends_for_target(target, Path(tmp), model_name=model_name, checkpoint=checkpoint, weights=weights,
@@ -106,7 +155,8 @@ def run_check(target: str, *, model_name: str | None = None, checkpoint: str | N
         progress(f"running {', '.join(fns)} on {len(names)} images")
         result = compare_backends(pixels, fns, *tolerance, classifier=built.classifier)
         result = {"target": target, "inputs": names, **result}
-        report = dataset_accuracy(dataset, built, fns, batch=batch, limit=limit) if dataset else None
+        report = (dataset_accuracy(dataset, built, fns, batch=batch, limit=limit, on_bad_image=on_bad_image)
+                  if dataset else None)
     return result, report
 
 

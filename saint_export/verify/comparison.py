@@ -16,7 +16,13 @@ import torch
 from ..errors import InputError
 from ..models.record import onnx_metadata
 from ..runtimes import registry
-from .compare import DEFAULT_TOLERANCES, FP16_TOLERANCES, OutputCheck, check_tolerance_names, index_note
+from .compare import (
+    DEFAULT_TOLERANCES,
+    FP16_TOLERANCES,
+    OutputCheck,
+    check_tolerance_names,
+    index_note,
+)
 from .runners import compare, function_runner
 
 Outputs = dict[str, np.ndarray]

@@ -30,8 +30,8 @@ from .compare import (
     output_rows,
     parse_tolerances,
 )
-from .invariance import FP16_INVARIANCE, TOLERANCE, batch_vs_alone
 from .comparison import DENSE, REFERENCE, TorchSide, compare_with_torch
+from .invariance import FP16_INVARIANCE, TOLERANCE, batch_vs_alone
 from .runners import save_for_polygraphy
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import numbers
 from typing import Iterator, Optional
 
 import torch
@@ -192,14 +193,17 @@ def apply_patch(model: VisionTransformer, schedule: Schedule | None = None, prot
             (first half of the blocks, tau 0.75, K 5, gamma 10).
         protected: leading tokens never dropped; default ``model.num_prefix_tokens``.
     """
-    if is_patched(model):
-        remove_patch(model)
+    if not isinstance(model, VisionTransformer):
+        raise ConfigError(f"SAINT's timm patch supports VisionTransformer models, not {type(model).__name__}")
     if schedule is None:
         schedule = build_schedule(None, len(model.blocks))
+    if not isinstance(schedule, Schedule):
+        raise ConfigError(f"schedule must be a Schedule (build_schedule(spec, depth)) or None; got {type(schedule).__name__} "
+                          f"{schedule!r:.40}")
     _check_supported(model, schedule)
-    protected = protected_tokens(model) if protected is None else int(protected)
-    if protected < 0:
-        raise ConfigError(f"protected must be >= 0; got {protected}")
+    protected = protected_tokens(model) if protected is None else _protected_count(protected)
+    if is_patched(model):  # every check passed: only now is the existing patch replaced
+        remove_patch(model)
     if schedule.per_sample:
         model.__class__ = _saint_class(type(model), _SaintPerSampleMixin)
     for i, rule in schedule.rules:
@@ -210,6 +214,12 @@ def apply_patch(model: VisionTransformer, schedule: Schedule | None = None, prot
     model._saint_schedule = schedule
     model._saint_protected = protected
     return model
+
+
+def _protected_count(protected) -> int:
+    if isinstance(protected, bool) or not isinstance(protected, numbers.Integral) or protected < 0:
+        raise ConfigError(f"protected must be an integer >= 0 (leading tokens never dropped); got {protected!r}")
+    return int(protected)
 
 
 def is_patched(model: torch.nn.Module) -> bool:
@@ -224,6 +234,8 @@ def _other_host(model: torch.nn.Module):
 
 def set_pruning(model: torch.nn.Module, enabled: bool) -> None:
     """Turn pruning on or off without unpatching (off = stock forward in every block)."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_pruning: enabled must be True or False; got {enabled!r}")
     if not is_patched(model):
         raise ValueError("model is not patched for SAINT")
     if _other_host(model) is not None:
@@ -246,6 +258,8 @@ def pruning(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
 
 def remove_patch(model: torch.nn.Module) -> torch.nn.Module:
     """Undo :func:`apply_patch`: original block classes, no SAINT attributes."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"remove_patch takes a torch.nn.Module; got {type(model).__name__}")
     if _other_host(model) is not None:
         return _other_host(model).remove_patch(model)
     for block in getattr(model, "blocks", []):

@@ -1,4 +1,4 @@
-"""The export jobs: ``export`` (ONNX, portable + TensorRT-lowered), ``validate`` (an exported model
+"""The main pipeline's jobs: ``export`` (ONNX, portable + TensorRT-lowered), ``validate`` (an exported model
 against PyTorch), ``build_engine`` and ``run`` (the main job: all three). LLaVA models export their
 vision encoder."""
 
