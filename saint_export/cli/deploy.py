@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
+from ..serve.repository import python_repository_from_onnx
 
 from .options import force_option, reports_errors
 
@@ -19,10 +20,13 @@ from .options import force_option, reports_errors
               help="libsaint_plugins_onload.so (or the libsaint_plugins.so it is built beside) to copy beside the model.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=None,
               help="max_batch_size [default: the engine profile's max; 8 for ONNX].")
+@click.option("--backend", type=click.Choice(["onnxruntime", "python"]), default="onnxruntime", show_default=True,
+              help="For a .onnx: Triton's onnxruntime backend (production), or the python backend running onnxruntime "
+                   "(what 'saint-export serve' runs on the bundled server).")
 @click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True, help="GPU instances.")
 @force_option
 @reports_errors
-def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
+def triton_cmd(model, repo, name, plugin, max_batch, backend, instances, force) -> None:
     """Write a Triton model repository for MODEL: an engine (.plan, built by saint-export --engine;
     TensorRT backend with the plugin) or a portable ONNX model (.onnx; onnxruntime backend, no plugin).
 
@@ -33,6 +37,13 @@ def triton_cmd(model, repo, name, plugin, max_batch, instances, force) -> None:
     from ..tensorrt.sidecar import read_sidecar
     from ..tensorrt.triton import backend_config, triton_repository_from_engine, triton_repository_from_onnx
 
+    if model.endswith(".onnx") and backend == "python":
+        target = python_repository_from_onnx(Path(model), Path(repo), name, max_batch or 8, instances, force)
+        click.echo(f"Triton model: {target} (python backend running onnxruntime; config.pbtxt validated)")
+        click.echo(f"run: saint-export serve {Path(repo).resolve()}")
+        return
+    if backend == "python":
+        raise ConfigError("--backend python takes a portable .onnx (an engine runs on the TensorRT backend)")
     if model.endswith(".onnx"):
         if plugin:
             raise ConfigError("--plugin: the portable ONNX carries SaintTokenDrop's function body and needs no plugin")
