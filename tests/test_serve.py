@@ -306,3 +306,19 @@ def test_production_repositories_fail_only_for_the_missing_backend(install, onnx
         m = states[name]
         assert m["state"] == "UNAVAILABLE", m
         assert m["reason"] == f"Invalid argument: unable to find backend library for backend '{lib_name}', try specifying runtime on the model configuration.", m
+
+
+def test_triton_backend_python_command(onnx_files, tmp_path):
+    run = lambda *a: CliRunner().invoke(main, list(a))  # noqa: E731
+    for name, batching in (("sample", True), ("vote", False)):
+        res = run("triton", str(onnx_files[name]), "--repo", str(tmp_path / "r"), "--name", name, "--backend", "python")
+        assert res.exit_code == 0 and "saint-export serve" in res.output, res.output
+        config = text_format.Parse((tmp_path / "r" / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+        assert config.backend == "python" and config.max_batch_size == 8 and config.HasField("dynamic_batching") == batching
+        assert (tmp_path / "r" / name / "1/model.onnx").read_bytes() == onnx_files[name].read_bytes()
+        assert "class TritonPythonModel" in (tmp_path / "r" / name / "1/model.py").read_text()
+    (tmp_path / "m.plan").write_bytes(b"engine")
+    res = run("triton", str(tmp_path / "m.plan"), "--repo", str(tmp_path / "r2"), "--backend", "python")
+    assert res.exit_code == 3 and "takes a portable .onnx" in res.output
+    res = run("serve", str(tmp_path / "absent.onnx"))
+    assert res.exit_code == 4 and res.output.strip().count("\n") == 0 and "does not exist" in res.output
