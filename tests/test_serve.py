@@ -322,3 +322,18 @@ def test_triton_backend_python_command(onnx_files, tmp_path):
     assert res.exit_code == 3 and "takes a portable .onnx" in res.output
     res = run("serve", str(tmp_path / "absent.onnx"))
     assert res.exit_code == 4 and res.output.strip().count("\n") == 0 and "does not exist" in res.output
+
+
+def test_serve_bench_writes_the_load_report(install, onnx_files, tmp_path):
+    p = free_ports()
+    res = CliRunner().invoke(main, ["serve", str(onnx_files["sample"]), "--dense", str(onnx_files["dense"]), "--bench",
+                                    "--requests", "8", "--out", str(tmp_path / "out"), "--http-port", str(p.http),
+                                    "--grpc-port", str(p.grpc), "--metrics-port", str(p.metrics)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out/sample/serve_bench.json").read_text())
+    rows = report["rows"]
+    assert report["tool"] == "saint-export"
+    assert [(r["model"], r["concurrency"]) for r in rows] == [(m, c) for c in (1, 4, 16) for m in ("dense", "sample")]
+    assert all((r["sent"], r["answered"], r["failed"], r["wrong"]) == (8, 8, 0, 0) for r in rows), rows
+    assert all(0 < r["p50_ms"] <= r["p99_ms"] and r["throughput_rps"] > 0 for r in rows)
+    assert "| sample | 16 | 8 | 8 | 0 | 0 |" in res.output and "server stopped" in res.output

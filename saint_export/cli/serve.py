@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..serve import load
 from ..serve.install import server_install
 from ..serve.server import Ports, TritonServer
-from ..serve.session import model_states, repository_models, temporary_repository, wait_for_signal
+from ..serve.session import model_states, repository_models, stop_on_signals, temporary_repository, wait_for_signal
 from .options import reports_errors
 
 
@@ -38,6 +38,7 @@ def serve_cmd(target, http_port, grpc_port, metrics_port, max_batch, dense, poll
     path = Path(target)
     if not path.exists():
         raise InputError(f"{target} does not exist")
+    stop_on_signals()
     install = server_install(lambda s: click.echo(s, err=True))
     with tempfile.TemporaryDirectory(prefix="saint-serve.") as tmp:
         onnx = [path] + ([Path(dense)] if dense else []) if path.suffix == ".onnx" else []

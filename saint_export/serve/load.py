@@ -112,5 +112,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, rows: list[dict], machine: str, force: bool = True) -> Path:
+def write_report(path: Path, rows: list[dict], machine: str, force: bool = False) -> Path:
+    """Atomically; an earlier report of saint-export's is replaced, anything else needs ``force``."""
     return write_json(path, {"what": "serve_bench", "machine": machine, "rows": rows}, force)

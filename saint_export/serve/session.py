@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
-import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -44,10 +44,19 @@ def model_states(server: TritonServer) -> list[dict]:
         return json.loads(r.read())
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """SIGTERM interrupts like Ctrl-C, so the caller's ``finally`` stops the server at any point."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM (both end the server cleanly in the caller's ``finally``)."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        pass
+    """Block until Ctrl-C or SIGTERM (with ``stop_on_signals``)."""
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        return
