@@ -17,6 +17,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import yaml
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from click.testing import CliRunner
@@ -24,7 +25,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from helpers import TINY
+from helpers import LLAVA_TINY, TINY
 from saint_export.cli import main
 from saint_export.errors import MissingDependencyError
 from saint_export.export.pipeline import onnx_models_from_torch
@@ -55,6 +56,11 @@ def onnx_files(tmp_path_factory):
     files = {name: onnx_models_from_torch(build_model(TINY, overrides=o), out / f"{name}.onnx", None).portable
              for name, o in SCHEDULES.items()}
     files["dense"] = onnx_models_from_torch(build_model(TINY), out / "dense.onnx", None, pruned=False).portable
+    # LLaVA's vision encoder (tiny, random): outputs image_embeds and kept_index [B, 29]
+    (out / "llava_tiny.yaml").write_text(yaml.safe_dump(LLAVA_TINY))
+    res = CliRunner().invoke(main, [str(out / "llava_tiny.yaml"), "--vision", "--batch", "2", "--quiet", "--out", str(out / "llava")])
+    assert res.exit_code == 0, res.output
+    files["vision"] = out / "llava/llava_tiny_vision.onnx"
     return files
 
 
@@ -101,6 +107,26 @@ def test_parity_grpc_http(served, onnx_files, images, model):
         for got in (grpc_infer(served, model, x), http_infer(served, model, x)):
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_parity_with_kept_index(served, onnx_files):
+    """The LLaVA vision encoder: image_embeds within 1e-5 and kept_index identical, gRPC and HTTP,
+    at batch 1 and 8 (dynamic batching on: its token count is static)."""
+    import onnxruntime as ort
+
+    x = redundant_images(MAX_BATCH, 56)
+    session = ort.InferenceSession(str(onnx_files["vision"]), providers=["CPUExecutionProvider"])
+    for batch in (x[:1], x):
+        embeds, kept = session.run(["image_embeds", "kept_index"], {"pixels": batch})
+        for module in (grpcclient, httpclient):
+            url = served.ports.grpc if module is grpcclient else served.ports.http
+            tensor = module.InferInput("pixels", list(batch.shape), "FP32")
+            tensor.set_data_from_numpy(batch)
+            result = module.InferenceServerClient(f"127.0.0.1:{url}").infer("vision", [tensor])
+            np.testing.assert_allclose(result.as_numpy("image_embeds"), embeds, rtol=0, atol=1e-5)
+            assert result.as_numpy("kept_index").dtype == np.int64
+            np.testing.assert_array_equal(result.as_numpy("kept_index"), kept)
+    assert len({tuple(k) for k in kept}) > 1  # the images keep different tokens
 
 
 def stats(server, model):
