@@ -363,3 +363,10 @@ def test_serve_bench_writes_the_load_report(install, onnx_files, tmp_path):
     assert all((r["sent"], r["answered"], r["failed"], r["wrong"]) == (8, 8, 0, 0) for r in rows), rows
     assert all(0 < r["p50_ms"] <= r["p99_ms"] and r["throughput_rps"] > 0 for r in rows)
     assert "| sample | 16 | 8 | 8 | 0 | 0 |" in res.output and "server stopped" in res.output
+
+
+def test_serve_refuses_a_python_model_without_model_py(tmp_path):
+    (tmp_path / "repo/x/1").mkdir(parents=True)
+    (tmp_path / "repo/x/config.pbtxt").write_text('name: "x"\nbackend: "python"\nmax_batch_size: 1\n')
+    res = CliRunner().invoke(main, ["serve", str(tmp_path / "repo")])
+    assert res.exit_code == 4 and "needs a version folder with model.py" in res.output and res.output.count("\n") == 1

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..serve import load
 from ..serve.install import server_install
 from ..serve.server import Ports, TritonServer
-from ..serve.session import model_states, repository_models, stop_on_signals, temporary_repository, wait_for_signal
+from ..serve.session import check_repository, model_states, repository_models, stop_on_signals, temporary_repository, wait_for_signal
 from .options import reports_errors
 
 
@@ -43,6 +43,7 @@ def serve_cmd(target, http_port, grpc_port, metrics_port, max_batch, dense, poll
     with tempfile.TemporaryDirectory(prefix="saint-serve.") as tmp:
         onnx = [path] + ([Path(dense)] if dense else []) if path.suffix == ".onnx" else []
         repo = temporary_repository(onnx, Path(tmp), max_batch) if onnx else path
+        check_repository(repo)
         server = TritonServer(install, repo, Ports(http_port, grpc_port, metrics_port), poll=poll, log=Path(tmp) / "server.log")
         try:
             server.start()

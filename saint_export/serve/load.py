@@ -45,7 +45,7 @@ def infer_one(client, model: str, image: np.ndarray) -> np.ndarray:
     return client.infer(model, [tensor]).as_numpy("logits")
 
 
-def run_load(url: str, model: str, images: np.ndarray, expected: list[np.ndarray], concurrency: int,
+def run_load(url: str, model: str, images: np.ndarray, expected: list[np.ndarray], *, concurrency: int,
              requests: int, tol: float = 1e-5) -> dict:
     """``requests`` one-image requests from ``concurrency`` threads; counts and latencies."""
     counts = {"sent": 0, "answered": 0, "failed": 0, "wrong": 0}
@@ -99,7 +99,7 @@ def bench(url: str, models: dict[str, Path], requests: int = 64, concurrency=CON
     rows = []
     for c in concurrency:
         for name in models:
-            rows.append(run_load(url, name, images, expected[name], c, requests))
+            rows.append(run_load(url, name, images, expected[name], concurrency=c, requests=requests))
     return rows
 
 

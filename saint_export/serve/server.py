@@ -96,12 +96,19 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise StageError("serve", f"tritonserver exited with code {self.process.returncode} before it was ready"
-                                          + (f" (log: {self.log})" if self.log else ""))
+                                          + self._last_log_line())
             if self.ready():
                 return
             time.sleep(0.2)
         self.stop()
         raise StageError("serve", f"tritonserver was not ready within {timeout:.0f} s")
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = [x for x in Path(self.log).read_text(errors="replace").splitlines() if x.strip()] if self.log else []
+        except OSError:
+            lines = []
+        return f": {lines[-1].strip()[:300]}" if lines else ""
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM to the process group (server and stubs), SIGKILL after ``grace`` seconds."""

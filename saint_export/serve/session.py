@@ -37,6 +37,17 @@ def repository_models(repo: Path) -> dict[str, Path]:
     return models
 
 
+def check_repository(repo: Path) -> None:
+    """A python-backend model without ``N/model.py`` would leave Triton waiting on its stub: refuse it."""
+    if not Path(repo).is_dir():
+        raise InputError(f"model repository {repo} is not a folder")
+    for config in sorted(Path(repo).glob("*/config.pbtxt")):
+        python = re.search(r'^\s*backend:\s*"python"', config.read_text(errors="replace"), re.M)
+        if python and not any(p.parent.name.isdigit() for p in config.parent.glob("*/model.py")):
+            raise InputError(f"{config.parent}: a python-backend model needs a version folder with model.py "
+                             f"(write one with 'saint-export triton MODEL.onnx --repo {repo} --backend python')")
+
+
 def model_states(server: TritonServer) -> list[dict]:
     """Triton's repository index: name, version, state and reason of every model."""
     request = urllib.request.Request(f"http://{HOST}:{server.ports.http}/v2/repository/index", data=b"{}", method="POST")
