@@ -38,12 +38,13 @@ def serve_cmd(target, http_port, grpc_port, metrics_port, max_batch, dense, poll
     path = Path(target)
     if not path.exists():
         raise InputError(f"{target} does not exist")
+    if path.suffix != ".onnx":
+        check_repository(path)
     stop_on_signals()
     install = server_install(lambda s: click.echo(s, err=True))
     with tempfile.TemporaryDirectory(prefix="saint-serve.") as tmp:
         onnx = [path] + ([Path(dense)] if dense else []) if path.suffix == ".onnx" else []
         repo = temporary_repository(onnx, Path(tmp), max_batch) if onnx else path
-        check_repository(repo)
         server = TritonServer(install, repo, Ports(http_port, grpc_port, metrics_port), poll=poll, log=Path(tmp) / "server.log")
         try:
             server.start()
