@@ -22,8 +22,10 @@ from .options import (
     ValidateOptions,
 )
 from .schedules import calibrate, tune
+from .serve import ServeOptions, serve
 from .verify import bench, check, inspect
 
-__all__ = ["export", "validate", "build_engine", "run", "check", "bench", "inspect", "calibrate", "tune", "triton_repository",
+__all__ = ["export", "validate", "build_engine", "run", "check", "bench", "inspect", "calibrate", "tune", "triton_repository", "serve",
+           "ServeOptions",
            "ModelSpec", "ArtifactSpec", "ExportOptions", "ValidateOptions", "EngineRequest", "CheckOptions", "BenchOptions",
            "SearchOptions", "TritonOptions"]

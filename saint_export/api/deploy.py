@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..serve.repository import python_repository_from_onnx
 from ..tensorrt.sidecar import read_sidecar
 from ..tensorrt.triton import (
     backend_config,
@@ -20,6 +21,12 @@ def triton_repository(model: str | Path, options: TritonOptions) -> FilesReport:
     the plugin library beside it unless the plan carries it. The report's text ends with the
     ``tritonserver`` command line that serves it."""
     model, repo = Path(model), Path(options.repo)
+    if options.backend == "python":
+        if not model.name.endswith(".onnx"):
+            raise ConfigError("--backend python takes a portable .onnx (an engine runs on the TensorRT backend)")
+        target = python_repository_from_onnx(model, repo, options.name, options.max_batch or 8, options.instances, options.force)
+        return FilesReport(f"Triton model: {target} (python backend running onnxruntime; config.pbtxt validated)\n"
+                           f"run: saint-export serve {repo.resolve()}", {"model": str(target)})
     if model.name.endswith(".onnx"):
         if options.plugin:
             raise ConfigError("--plugin: the portable ONNX carries SaintTokenDrop's function body and needs no plugin")

@@ -123,6 +123,7 @@ class TritonOptions:
     max_batch: int | None = None  # [default: the engine profile's max; 8 for ONNX]
     instances: int = 1
     force: bool = False
+    backend: str = "onnxruntime"  # for a .onnx: "onnxruntime" (production) or "python" (onnxruntime inside the python backend)
 
 
 @dataclass(frozen=True)

@@ -51,15 +51,16 @@ def main() -> None:
     saint-export calibrate MODEL      freeze the schedule into static counts (fixed_r)
     saint-export LLAVA --vision       export + validate a LLaVA vision encoder
     saint-export generate LLAVA       dense and SAINT answers side by side
+    saint-export serve REPO|ONNX      a real Triton server on loopback (--bench: load table)
 
     MODEL is an alias from 'saint-export list' (variants as alias.variant), a config
     .yaml path, or any timm ViT name.
     """
 
 
-from . import deploy, export, llava, models, schedules, verify  # noqa: E402  (registers the commands on main)
+from . import deploy, export, llava, models, schedules, serve, verify  # noqa: E402  (registers the commands on main)
 
-for _module in (models, export, verify, schedules, deploy, llava):
+for _module in (models, export, verify, schedules, deploy, llava, serve):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
