@@ -119,7 +119,7 @@ def test_engine_sidecar_and_options_without_tensorrt():
                    Path("libsaint_plugins.so"), "10.3.0", record)
     assert ModelRecord.from_json(json.loads(json.dumps(data))["record"], "sidecar") == record
     assert data["model"] == "vit_b16" and data["precision"] == "fp16" and data["tensorrt_version"] == "10.3.0"
-    assert data["batch_independent"] is True and data["plugin"]["namespace"] == "saint"
+    assert data["batch_invariant"] is True and data["plugin"]["namespace"] == "saint"
     assert data["build_options"]["batch"] == (1, 4, 8)
     assert sidecar_path(Path("out/m.plan")) == Path("out/m.plan.json")
     with pytest.raises(ConfigError, match=r"\(--engine-batch min,opt,max\) must satisfy 1 <= min <= opt <= max; got 8,4,1"):

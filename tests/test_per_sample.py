@@ -113,8 +113,10 @@ def test_schedule_vote_round_trips_and_is_checked():
     rows = schedule.to_json()
     assert all(row["vote"] == "sample" for row in rows)
     assert build_schedule(overrides_from_rows(rows), 4) == schedule
-    assert ModelRecord({}, "random", rows, 1).batch_independent
-    assert not ModelRecord({}, "random", build_schedule({"layers": "0-2"}, 4).to_json(), 1).batch_independent
+    assert ModelRecord({}, "random", rows, 1).batch_invariant
+    assert not ModelRecord({}, "random", build_schedule({"layers": "0-2"}, 4).to_json(), 1).batch_invariant
+    # dense is batch-invariant too, in the record as in the schedule (one rule: Triton batches dense models)
+    assert ModelRecord({}, "random", [], 1).batch_invariant and build_schedule({"layers": "none"}, 4).batch_invariant()
     with pytest.raises(ConfigError, match="vote"):
         build_schedule({"vote": "mean"}, 4)
 

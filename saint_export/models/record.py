@@ -51,10 +51,11 @@ class ModelRecord:
         return bool(self.schedule)
 
     @property
-    def batch_independent(self) -> bool:
-        """Every pruning layer drops a fixed count or votes per sample, so a sample's answer ignores its batch mates."""
-        return self.pruned and (all(row.get("fixed_r", -1) >= 0 for row in self.schedule)
-                                or all(row.get("vote") == "sample" for row in self.schedule))
+    def batch_invariant(self) -> bool:
+        """A sample's answer ignores its batch mates: dense, or every pruning layer drops a fixed count,
+        or every one votes per sample (``Schedule.batch_invariant`` on the same rows)."""
+        return (all(row.get("fixed_r", -1) >= 0 for row in self.schedule)
+                or all(row.get("vote") == "sample" for row in self.schedule))
 
     @classmethod
     def of(cls, built: BuiltModel, pruned: bool = True, precision: str = "fp32") -> "ModelRecord":

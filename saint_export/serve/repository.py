@@ -21,7 +21,7 @@ MODEL_PY = Path(__file__).with_name("triton_model.py")
 def python_repository_from_onnx(onnx_path: Path, repo: Path, name: str | None = None, max_batch: int = 8,
                                 instances: int = 1, force: bool = False) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.py, 1/model.onnx}``; returns the model folder.
-    Dynamic batching is on only for batch-invariant schedules (``batch_independent``)."""
+    Dynamic batching is on only for batch-invariant schedules (``batch_invariant``)."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"ONNX model {onnx_path} does not exist")
@@ -32,7 +32,7 @@ def python_repository_from_onnx(onnx_path: Path, repo: Path, name: str | None = 
     record = ModelRecord.from_onnx(onnx_path)
     name = name or re.sub(r"[^A-Za-z0-9_-]", "_", record.alias or onnx_path.stem)
     fields = {"io": graph_io(proto), "model": record.alias, "precision": record.precision,
-              "saint_export_version": record.version, "batch_independent": record.batch_independent}
+              "saint_export_version": record.version, "batch_invariant": record.batch_invariant}
     text = config_text(name, fields, max_batch, instances, platform="python")
     validate_config(text)
     files = {"1/model.py": MODEL_PY, "1/model.onnx": onnx_path}

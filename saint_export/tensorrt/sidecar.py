@@ -28,7 +28,7 @@ def sidecar(options: "EngineOptions", io: list[dict[str, Any]], plugin_lib: Path
     return {
         "model": record.alias,
         "record": record.to_json(),
-        "batch_independent": record.batch_independent,
+        "batch_invariant": record.batch_invariant,
         "precision": options.precision,
         "tensorrt_version": trt_version,
         "plugin": {"name": "SaintTokenDrop", "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,

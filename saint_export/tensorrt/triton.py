@@ -68,7 +68,7 @@ def config_text(name: str, sidecar: dict[str, Any], max_batch: int, instances: i
         "output [\n" + ",\n".join(_tensor_block(io) for io in outputs) + "\n]",
         f"instance_group [\n  {{\n    kind: {PLATFORMS[platform]}\n    count: {instances}\n  }}\n]",
     ]
-    return "\n".join(lines + batching_lines(bool(sidecar.get("batch_independent")))) + "\n"
+    return "\n".join(lines + batching_lines(bool(sidecar.get("batch_invariant")))) + "\n"
 
 
 def backend_config(sidecar: dict[str, Any], folder: str) -> list[str]:
@@ -94,8 +94,8 @@ def server_flags(sidecar: dict[str, Any], folder: str) -> list[str]:
     return [why, f"  tritonserver {' '.join(flags)} ..."]
 
 
-def batching_lines(batch_independent: bool) -> list[str]:
-    if batch_independent:
+def batching_lines(batch_invariant: bool) -> list[str]:
+    if batch_invariant:
         return ["# Every pruning layer drops a fixed count (fixed_r) or votes per sample (vote: sample): a",
                 "# request's answer does not depend on which requests share its batch, so dynamic batching is safe.",
                 "dynamic_batching {\n  max_queue_delay_microseconds: 100\n}"]
@@ -210,7 +210,7 @@ def triton_repository_from_onnx(onnx_path: Path, repo: Path, name: str | None = 
     record = ModelRecord.from_onnx(onnx_path)
     name = name or re.sub(r"[^A-Za-z0-9_-]", "_", record.alias or onnx_path.stem)
     fields = {"io": graph_io(proto), "model": record.alias, "precision": record.precision,
-              "saint_export_version": record.version, "batch_independent": record.batch_independent}
+              "saint_export_version": record.version, "batch_invariant": record.batch_invariant}
     if max_batch < 1:
         raise InputError(f"--max-batch must be >= 1; got {max_batch}")
     text = config_text(name, fields, max_batch, instances, platform="onnxruntime_onnx")
