@@ -97,7 +97,7 @@ def test_cli_static_yaml_exports_with_static_token_dims(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.yaml").write_text("alias: tiny\nlibrary: timm\nname: vit_tiny_patch16_224\nmodel_kwargs: {depth: 3}\n")
     run = lambda *a: CliRunner().invoke(main, list(a), catch_exceptions=False)  # noqa: E731
-    res = run("tune", "tiny.yaml", "--target-flops", "1.4")
+    res = run("tune", "tiny.yaml", "--target-flops", "1.4", "--static")
     assert res.exit_code == 0, res.output
     assert "fixed_r per block" in res.output and "config (dynamic)" in res.output
     cfg = load_config_file(tmp_path / "out/tiny/tiny_tuned.yaml")

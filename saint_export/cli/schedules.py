@@ -47,7 +47,8 @@ def calibrate_cmd(*, image_dir, batch, percentile, out, force, **opts) -> None:
 @click.option("--target-flops", type=Number(1.0, low_open=True), default=None, help="Reach at least this many x fewer FLOPs than dense.")
 @click.option("--target-speedup", type=Number(1.0, low_open=True), default=None,
               help="Reach this many x faster than dense, measured on --backend at --batch (static search only).")
-@click.option("--dynamic", is_flag=True, help="Search tau (data-dependent token counts) instead of fixed_r per block.")
+@click.option("--static/--dynamic", "static", default=True, show_default=True,
+              help="Search fixed_r per block (static token counts), or tau (data-dependent counts).")
 @click.option("--backend", type=click.Choice(registry.short_names()), default="ort", show_default=True,
               help="Where --target-speedup is measured.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="The deployment batch size (--target-speedup).")
@@ -60,7 +61,7 @@ def calibrate_cmd(*, image_dir, batch, percentile, out, force, **opts) -> None:
 @out_option
 @force_option
 @reports_errors
-def tune_cmd(*, image_dir, target_flops, target_speedup, dynamic, backend, batch, holdout_every, holdout, min_cosine,
+def tune_cmd(*, image_dir, target_flops, target_speedup, static, backend, batch, holdout_every, holdout, min_cosine,
              min_worst_cosine, device, out, force, **opts) -> None:
     """Search a schedule for the best fidelity to dense at a cost target, reported on held-out images.
 
@@ -71,7 +72,7 @@ def tune_cmd(*, image_dir, target_flops, target_speedup, dynamic, backend, batch
     accepts), OUT/tune.json and OUT/tune.png.
     """
     options = api.SearchOptions(image_dir, out, force, batch=batch, target_flops=target_flops, target_speedup=target_speedup,
-                                holdout_every=holdout_every, holdout=holdout, dynamic=dynamic, backend=backend, device=device,
+                                holdout_every=holdout_every, holdout=holdout, dynamic=not static, backend=backend, device=device,
                                 min_cosine=min_cosine, min_worst_cosine=min_worst_cosine)
     echo_report(api.tune(model_spec(opts), options, Progress()))
 
