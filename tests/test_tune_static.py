@@ -82,11 +82,12 @@ def test_unreachable_targets_and_missed_fidelity_are_said(setup):
 def test_speed_target_measured_on_onnxruntime(setup):
     """A per-block latency table predicts, then dense and tuned are timed interleaved: both are reported."""
     built, tuning, held = setup
-    report, _ = tune_static(built, tuning, held, 1.3, speed=SpeedTarget(registry.get("ort"), batch=2, rounds=3))
+    # a target far below what pruning can give on any load (the table is measured: timings vary, the mechanics do not)
+    report, _ = tune_static(built, tuning, held, 1.05, speed=SpeedTarget(registry.get("ort"), batch=2, rounds=3))
     table = report.latency
     assert table.backend == "onnxruntime" and table.batch == 2 and table.tokens == sorted(table.tokens)
     assert all(ms > 0 for ms in table.block_ms) and table.dense_ms > 0
-    assert report.predicted_speedup == report.tuned.cost_ratio >= 1.3
+    assert report.predicted_speedup == report.tuned.cost_ratio >= 1.05
     median, q25, q75 = report.measured_speedup
     assert q25 <= median <= q75 and median > 0
     assert "predicted" in report.table() and "measured" in report.table()
