@@ -9,7 +9,6 @@ only parses arguments into these options.
 """
 
 from .deploy import triton_repository
-from .pipeline import build_engine, export, run, validate
 from .options import (
     ArtifactSpec,
     BenchOptions,
@@ -21,6 +20,7 @@ from .options import (
     TritonOptions,
     ValidateOptions,
 )
+from .pipeline import build_engine, export, run, validate
 from .schedules import calibrate, tune
 from .serve import ServeOptions, serve
 from .verify import bench, check, inspect

@@ -15,7 +15,14 @@ from ..errors import InputError
 from ..serve import load
 from ..serve.install import server_install
 from ..serve.server import Ports, TritonServer
-from ..serve.session import check_repository, model_states, repository_models, stop_on_signals, temporary_repository, wait_for_signal
+from ..serve.session import (
+    check_repository,
+    model_states,
+    repository_models,
+    stop_on_signals,
+    temporary_repository,
+    wait_for_signal,
+)
 from .reports import FilesReport
 
 Echo = Callable[[str], None]

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError
+from ..inputs import preprocess, synthetic_images
 from ..io import write_json
 from ..models.config import ModelConfig
-from ..inputs import preprocess, synthetic_images
 
 try:  # optional: the [serve] extra (onnxruntime, tritonclient)
     import onnxruntime as ort

@@ -198,24 +198,25 @@ def write_repository(repo: Path, name: str, text: str, files: dict[str, Path], f
 
 
 def triton_repository_from_onnx(onnx_path: Path, repo: Path, name: str | None = None, max_batch: int = 8,
-                                instances: int = 1, force: bool = False) -> Path:
+                                instances: int = 1, force: bool = False, *, platform: str = "onnxruntime_onnx",
+                                extra_files: dict | None = None) -> Path:
     """Write ``repo/NAME/{config.pbtxt, 1/model.onnx}`` for Triton's onnxruntime backend (the portable
-    ONNX carries SaintTokenDrop's function body, so no plugin is needed); returns the model folder."""
-
+    ONNX carries SaintTokenDrop's function body, so no plugin is needed); returns the model folder.
+    ``platform="python"`` with ``extra_files`` (``1/model.py``) is the python backend's repository."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(f"ONNX model {onnx_path} does not exist")
+    if max_batch < 1:
+        raise InputError(f"--max-batch must be >= 1; got {max_batch}")
     proto = read_proto(onnx_path)
     require_portable(proto, onnx_path)
     record = ModelRecord.from_onnx(onnx_path)
     name = name or re.sub(r"[^A-Za-z0-9_-]", "_", record.alias or onnx_path.stem)
     fields = {"io": graph_io(proto), "model": record.alias, "precision": record.precision,
               "saint_export_version": record.version, "batch_invariant": record.batch_invariant}
-    if max_batch < 1:
-        raise InputError(f"--max-batch must be >= 1; got {max_batch}")
-    text = config_text(name, fields, max_batch, instances, platform="onnxruntime_onnx")
+    text = config_text(name, fields, max_batch, instances, platform=platform)
     validate_config(text)
-    files = {"1/model.onnx": onnx_path}
+    files = {**(extra_files or {}), "1/model.onnx": onnx_path}
     if data_path(onnx_path).is_file():
         files[f"1/{data_path(onnx_path).name}"] = data_path(onnx_path)
     return write_repository(Path(repo), name, text, files, force)
